@@ -1,0 +1,213 @@
+"""Frozen-encoder evaluation: feature extraction, kNN, linear probe, cross-validated sklearn probes.
+
+Every protocol takes features and labels, so it serves images, sentences, nodes and graphs alike.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmssl.core.data import DataError, ProbeData, to_device
+
+PROTOCOLS = ("linear", "knn", "logreg-cv", "svm-cv")
+
+
+@torch.no_grad()
+def extract_features(method: nn.Module, probe: ProbeData, device: Any = "cpu") -> dict[str, tuple[Tensor, Tensor]]:
+    """Run ``method.embed`` over every split; returns split -> ``(features (N, D), labels (N,))``.
+
+    For transductive data (``probe.masks``) the single ``all`` split is embedded once and cut by
+    the masks. Features are float32 on the CPU.
+    """
+    was_training = method.training
+    method.eval()
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+    try:
+        for split, batches in probe.splits.items():
+            feats, labels = [], []
+            for inputs, y in batches:
+                z = method.embed(to_device(inputs, device))
+                feats.append(z.float().cpu())
+                labels.append(torch.as_tensor(y).cpu())
+            if not feats:
+                raise DataError(f"probe split {split!r} is empty; give labelled data for it")
+            out[split] = (torch.cat(feats), torch.cat(labels))
+    finally:
+        method.train(was_training)
+    if probe.masks:
+        x, y = out.pop("all")
+        for split, mask in probe.masks.items():
+            m = mask.cpu().bool()
+            out[split] = (x[m], y[m])
+    return out
+
+
+def _labels_ok(*ys: Tensor) -> None:
+    for y in ys:
+        if y.numel() == 0:
+            raise DataError("the probe has no labelled examples; pass data with labels or use --probe none")
+        if (y < 0).any():
+            raise DataError("the probe has unlabelled examples (label < 0); drop them or use --probe none")
+
+
+@torch.no_grad()
+def knn_top1(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 1024,
+) -> float:
+    """Weighted kNN top-1 of Wu et al. 2018 (https://arxiv.org/abs/1805.01978).
+
+    Cosine similarity to the ``k`` nearest training features; each neighbour votes for its class
+    with weight ``exp(sim / temperature)``.
+    """
+    _labels_ok(train_y, test_y)
+    k = min(k, train_x.shape[0])
+    n_cls = int(max(train_y.max(), test_y.max())) + 1
+    bank = F.normalize(train_x.float(), dim=1)  # (N, D)
+    correct = 0
+    for i in range(0, test_x.shape[0], chunk):
+        q = F.normalize(test_x[i : i + chunk].float(), dim=1)  # (b, D)
+        sim, idx = (q @ bank.T).topk(k, dim=1)  # (b, k)
+        votes = torch.zeros(q.shape[0], n_cls)
+        votes.scatter_add_(1, train_y[idx].long(), (sim / temperature).exp())
+        correct += int((votes.argmax(1) == test_y[i : i + chunk]).sum())
+    return correct / test_x.shape[0]
+
+
+def _standardize(train: Tensor, *others: Tensor) -> list[Tensor]:
+    mean, std = train.mean(0, keepdim=True), train.std(0, keepdim=True).clamp_min(1e-6)
+    return [(t - mean) / std for t in (train, *others)]
+
+
+def linear_probe(
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor] | None = None,
+    *,
+    epochs: int = 300,
+    lr: float = 0.01,
+    weight_decay: float = 0.0,
+    batch_size: int = 1024,
+    patience: int = 30,
+    val_fraction: float = 0.1,
+    device: Any = "cpu",
+    seed: int = 0,
+) -> dict[str, float]:
+    """A linear classifier on frozen, standardised features, trained in torch on ``device``.
+
+    Adam with full or mini-batches; early stopping on the validation split (a ``val_fraction``
+    of train when none is given) restores the best epoch's weights.
+
+    Returns ``{"val_acc", "test_acc", "epochs"}``.
+    """
+    (xtr, ytr), (xte, yte) = train, test
+    _labels_ok(ytr, yte)
+    g = torch.Generator().manual_seed(seed)
+    if val is None:
+        perm = torch.randperm(xtr.shape[0], generator=g)
+        n_val = max(1, int(val_fraction * xtr.shape[0]))
+        val = (xtr[perm[:n_val]], ytr[perm[:n_val]])
+        xtr, ytr = xtr[perm[n_val:]], ytr[perm[n_val:]]
+    xva, yva = val
+    xtr, xva, xte = _standardize(xtr.float(), xva.float(), xte.float())
+    n_cls = int(max(ytr.max(), yva.max(), yte.max())) + 1
+    torch.manual_seed(seed)
+    clf = nn.Linear(xtr.shape[1], n_cls).to(device)
+    opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
+    xtr, ytr, xva, yva, xte, yte = (t.to(device) for t in (xtr, ytr.long(), xva, yva.long(), xte, yte.long()))
+
+    def acc(x: Tensor, y: Tensor) -> float:
+        with torch.no_grad():
+            return float((clf(x).argmax(1) == y).float().mean())
+
+    best, best_state, best_epoch, waited = -1.0, None, 0, 0
+    for epoch in range(epochs):
+        perm = torch.randperm(xtr.shape[0], generator=g).to(device)
+        for i in range(0, xtr.shape[0], batch_size):
+            b = perm[i : i + batch_size]
+            loss = F.cross_entropy(clf(xtr[b]), ytr[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        v = acc(xva, yva)
+        if v > best:
+            best, best_state, best_epoch, waited = v, copy.deepcopy(clf.state_dict()), epoch + 1, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    clf.load_state_dict(best_state)
+    return {"val_acc": best, "test_acc": acc(xte, yte), "epochs": best_epoch}
+
+
+def _cv(estimator: Any, x: Tensor, y: Tensor, folds: int, seed: int, grid: dict[str, list[Any]]) -> dict[str, float]:
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _labels_ok(y)
+    xn, yn = x.float().numpy(), y.numpy()
+    min_count = int(np.bincount(yn).min(initial=0) if yn.size else 0)
+    folds = min(folds, max(2, int(np.bincount(yn)[np.bincount(yn) > 0].min())))
+    if min_count == 0 and folds < 2:
+        raise DataError("cross-validation needs at least 2 examples of every class")
+    outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    inner = StratifiedKFold(n_splits=min(5, folds), shuffle=True, random_state=seed)
+    model = GridSearchCV(make_pipeline(StandardScaler(), estimator), grid, cv=inner, n_jobs=1)
+    scores = cross_val_score(model, xn, yn, cv=outer, n_jobs=1)
+    return {"acc": float(scores.mean()), "std": float(scores.std()), "folds": folds}
+
+
+def logreg_cv(x: Tensor, y: Tensor, *, folds: int = 10, seed: int = 0) -> dict[str, float]:
+    """SentEval-style logistic regression, ``folds``-fold CV with an inner search over C."""
+    from sklearn.linear_model import LogisticRegression
+
+    return _cv(LogisticRegression(max_iter=2000), x, y, folds, seed, {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]})
+
+
+def svm_cv(x: Tensor, y: Tensor, *, folds: int = 10, seed: int = 0) -> dict[str, float]:
+    """Graph-classification protocol (InfoGraph, GraphCL): linear SVM, ``folds``-fold CV over C."""
+    from sklearn.svm import SVC
+
+    grid = {"svc__C": [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]}
+    return _cv(SVC(kernel="linear"), x, y, folds, seed, grid)
+
+
+def run_probe(
+    method: nn.Module,
+    probe: ProbeData,
+    protocol: str | None = None,
+    *,
+    device: Any = "cpu",
+    seed: int = 0,
+    knn_k: int = 200,
+) -> dict[str, dict[str, float]]:
+    """Extract frozen features and score them with ``protocol`` (default: the data's own).
+
+    Returns ``{protocol: {metric: value}}``, e.g. ``{"linear": {"val_acc": .8, "test_acc": .82}}``.
+    """
+    protocol = protocol or probe.protocol
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown probe protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)} or none")
+    feats = extract_features(method, probe, device)
+    if protocol in ("logreg-cv", "svm-cv"):
+        x, y = torch.cat([f[0] for f in feats.values()]), torch.cat([f[1] for f in feats.values()])
+        fn = logreg_cv if protocol == "logreg-cv" else svm_cv
+        return {protocol: fn(x, y, seed=seed)}
+    if "train" not in feats or "test" not in feats:
+        raise DataError(f"the {protocol} probe needs 'train' and 'test' splits, got {sorted(feats)}")
+    if protocol == "knn":
+        return {"knn": {"top1": knn_top1(*feats["train"], *feats["test"], k=knn_k)}}
+    return {"linear": linear_probe(feats["train"], feats["test"], feats.get("val"), device=device, seed=seed)}
