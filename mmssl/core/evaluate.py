@@ -19,7 +19,9 @@ PROTOCOLS = ("linear", "knn", "logreg-cv", "svm-cv")
 
 
 @torch.no_grad()
-def extract_features(method: nn.Module, probe: ProbeData, device: Any = "cpu") -> dict[str, tuple[Tensor, Tensor]]:
+def extract_features(
+    method: nn.Module, probe: ProbeData, device: Any = "cpu"
+) -> dict[str, tuple[Tensor, Tensor]]:
     """Run ``method.embed`` over every split; returns split -> ``(features (N, D), labels (N,))``.
 
     For transductive data (``probe.masks``) the single ``all`` split is embedded once and cut by
@@ -51,9 +53,13 @@ def extract_features(method: nn.Module, probe: ProbeData, device: Any = "cpu") -
 def _labels_ok(*ys: Tensor) -> None:
     for y in ys:
         if y.numel() == 0:
-            raise DataError("the probe has no labelled examples; pass data with labels or use --probe none")
+            raise DataError(
+                "the probe has no labelled examples; pass data with labels or use --probe none"
+            )
         if (y < 0).any():
-            raise DataError("the probe has unlabelled examples (label < 0); drop them or use --probe none")
+            raise DataError(
+                "the probe has unlabelled examples (label < 0); drop them or use --probe none"
+            )
 
 
 @torch.no_grad()
@@ -126,7 +132,9 @@ def linear_probe(
     torch.manual_seed(seed)
     clf = nn.Linear(xtr.shape[1], n_cls).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
-    xtr, ytr, xva, yva, xte, yte = (t.to(device) for t in (xtr, ytr.long(), xva, yva.long(), xte, yte.long()))
+    xtr, ytr, xva, yva, xte, yte = (
+        t.to(device) for t in (xtr, ytr.long(), xva, yva.long(), xte, yte.long())
+    )
 
     def acc(x: Tensor, y: Tensor) -> float:
         with torch.no_grad():
@@ -152,7 +160,9 @@ def linear_probe(
     return {"val_acc": best, "test_acc": acc(xte, yte), "epochs": best_epoch}
 
 
-def _cv(estimator: Any, x: Tensor, y: Tensor, folds: int, seed: int, grid: dict[str, list[Any]]) -> dict[str, float]:
+def _cv(
+    estimator: Any, x: Tensor, y: Tensor, folds: int, seed: int, grid: dict[str, list[Any]]
+) -> dict[str, float]:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -174,7 +184,14 @@ def logreg_cv(x: Tensor, y: Tensor, *, folds: int = 10, seed: int = 0) -> dict[s
     """SentEval-style logistic regression, ``folds``-fold CV with an inner search over C."""
     from sklearn.linear_model import LogisticRegression
 
-    return _cv(LogisticRegression(max_iter=2000), x, y, folds, seed, {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]})
+    return _cv(
+        LogisticRegression(max_iter=2000),
+        x,
+        y,
+        folds,
+        seed,
+        {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]},
+    )
 
 
 def svm_cv(x: Tensor, y: Tensor, *, folds: int = 10, seed: int = 0) -> dict[str, float]:
@@ -200,14 +217,22 @@ def run_probe(
     """
     protocol = protocol or probe.protocol
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown probe protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)} or none")
+        raise ValueError(
+            f"unknown probe protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)} or none"
+        )
     feats = extract_features(method, probe, device)
     if protocol in ("logreg-cv", "svm-cv"):
         x, y = torch.cat([f[0] for f in feats.values()]), torch.cat([f[1] for f in feats.values()])
         fn = logreg_cv if protocol == "logreg-cv" else svm_cv
         return {protocol: fn(x, y, seed=seed)}
     if "train" not in feats or "test" not in feats:
-        raise DataError(f"the {protocol} probe needs 'train' and 'test' splits, got {sorted(feats)}")
+        raise DataError(
+            f"the {protocol} probe needs 'train' and 'test' splits, got {sorted(feats)}"
+        )
     if protocol == "knn":
         return {"knn": {"top1": knn_top1(*feats["train"], *feats["test"], k=knn_k)}}
-    return {"linear": linear_probe(feats["train"], feats["test"], feats.get("val"), device=device, seed=seed)}
+    return {
+        "linear": linear_probe(
+            feats["train"], feats["test"], feats.get("val"), device=device, seed=seed
+        )
+    }

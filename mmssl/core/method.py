@@ -51,6 +51,14 @@ class Method(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Momentum updates, queues and schedules after each optimizer step. Default no-op."""
 
+    @torch.no_grad()
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Method-specific held-out metrics (masked-token accuracy, ELBO, bits per dimension).
+
+        Given the run's :class:`~mmssl.core.data.DataBundle`; default: none.
+        """
+        return {}
+
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer; by default no weight decay on biases and norms."""
         decay, no_decay = [], []
@@ -70,7 +78,9 @@ def loss_and_logs(out: Tensor | dict[str, Tensor]) -> tuple[Tensor, dict[str, fl
         return out, {"loss": float(out.detach())}
     if "loss" not in out:
         raise KeyError("a method's forward must return a tensor or a dict with a 'loss' key")
-    logs = {k: float(v.detach()) for k, v in out.items() if isinstance(v, Tensor) and v.numel() == 1}
+    logs = {
+        k: float(v.detach()) for k, v in out.items() if isinstance(v, Tensor) and v.numel() == 1
+    }
     return out["loss"], logs
 
 
@@ -111,7 +121,9 @@ class TwoViewMethod(Method):
     ) -> None:
         super().__init__()
         if not callable(objective):
-            raise TypeError(f"objective must be callable (z1, z2) -> loss, got {type(objective).__name__}")
+            raise TypeError(
+                f"objective must be callable (z1, z2) -> loss, got {type(objective).__name__}"
+            )
         self.encoder = encoder
         self.objective = objective
         self.views = views

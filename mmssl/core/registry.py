@@ -25,13 +25,17 @@ def register(name: str, modality: str | None = None) -> Callable[[M], M]:
     def wrap(cls: M) -> M:
         mod = modality or cls.modality
         if mod not in MODALITIES:
-            raise ValueError(f"register({name!r}): modality must be one of {MODALITIES}, got {mod!r}")
+            raise ValueError(
+                f"register({name!r}): modality must be one of {MODALITIES}, got {mod!r}"
+            )
         if cls.family not in FAMILIES:
             raise ValueError(f"register({name!r}): family must be one of {FAMILIES}")
         if not cls.kind:
             raise ValueError(f"register({name!r}): set the class attribute `kind`")
         if not hasattr(cls, "build"):
-            raise ValueError(f"register({name!r}): define a classmethod build(cls, data, **options)")
+            raise ValueError(
+                f"register({name!r}): define a classmethod build(cls, data, **options)"
+            )
         cls.modality = mod
         _REGISTRY[mod][name] = cls
         return cls

@@ -1,0 +1,175 @@
+"""One pretraining run end to end: data, method, trainer, probes, and the run folder.
+
+The CLI and the benchmark both call :func:`pretrain`. The run folder receives ``config.yaml``
+(enough to rerun with ``mmssl pretrain --config``), ``metrics.jsonl``, ``checkpoints/``,
+``encoder.safetensors`` and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from mmssl.core import registry
+from mmssl.core.data import DataBundle
+from mmssl.core.evaluate import run_probe
+from mmssl.core.method import Method
+from mmssl.core.trainer import TrainConfig, Trainer, seed_everything
+
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+DATA_KEYS = ("batch_size",)  # method defaults that the data loader, not the trainer, consumes
+
+
+def load_data(modality: str, data: Any, data_root: str | None, **options: Any) -> DataBundle:
+    """Call ``mmssl.<modality>.data.load``."""
+    if modality not in registry.MODALITIES:
+        raise ValueError(
+            f"unknown modality {modality!r}: choose one of {', '.join(registry.MODALITIES)}"
+        )
+    loader = importlib.import_module(f"mmssl.{modality}.data")
+    return loader.load(data, data_root, **options)
+
+
+def resolve_config(
+    modality: str,
+    method: str,
+    *,
+    data: str | None = None,
+    data_root: str | None = None,
+    seed: int = 0,
+    train: dict[str, Any] | None = None,
+    method_options: dict[str, Any] | None = None,
+    data_options: dict[str, Any] | None = None,
+    probe: str | None = None,
+    baseline: bool = True,
+) -> dict[str, Any]:
+    """Merge the trainer's defaults, the method's paper defaults and the user's settings."""
+    cls = registry.get(modality, method)
+    merged = {**cls.defaults, **{k: v for k, v in (train or {}).items() if v is not None}}
+    unknown = set(merged) - TRAIN_KEYS - set(DATA_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown training settings {sorted(unknown)}; valid: {sorted(TRAIN_KEYS)}"
+        )
+    data_opts = dict(data_options or {})
+    for key in DATA_KEYS:
+        if key in merged:
+            data_opts.setdefault(key, merged.pop(key))
+    merged["seed"] = seed
+    train_cfg = dataclasses.asdict(TrainConfig(**merged))
+    return {
+        "modality": modality,
+        "method": method,
+        "data": data,
+        "data_root": data_root,
+        "seed": seed,
+        "train": train_cfg,
+        "method_options": dict(method_options or {}),
+        "data_options": data_opts,
+        "probe": probe,
+        "baseline": baseline,
+    }
+
+
+def default_out(cfg: dict[str, Any]) -> Path:
+    data = Path(str(cfg["data"])).name if cfg["data"] else "default"
+    return Path("runs") / cfg["modality"] / f"{cfg['method']}-{data}-seed{cfg['seed']}"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def save_encoder(method: Method, out: Path, data: DataBundle) -> None:
+    """``encoder.safetensors`` always; a Hugging Face folder (and tokenizer) when the encoder has one."""
+    from safetensors.torch import save_model
+
+    encoder = getattr(method, "encoder", method)
+    tmp = out / ".encoder.safetensors.tmp"
+    save_model(encoder, str(tmp))
+    os.replace(tmp, out / "encoder.safetensors")
+    if hasattr(encoder, "save_pretrained"):
+        encoder.save_pretrained(out / "encoder")
+        tok = data.info.get("tokenizer")
+        if tok is not None and hasattr(tok, "save_pretrained"):
+            tok.save_pretrained(out / "encoder")
+
+
+def pretrain(
+    cfg: dict[str, Any], out: str | Path | None = None, *, resume: bool = False
+) -> dict[str, Any]:
+    """Run one resolved config (see :func:`resolve_config`); returns what ``results.json`` holds."""
+    out = Path(out) if out is not None else default_out(cfg)
+    ckpt = out / "checkpoints" / "latest.pt"
+    if ckpt.exists() and not resume:
+        raise FileExistsError(
+            f"run folder {out} already holds checkpoints: pass --resume to continue it, or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(_jsonable(cfg), sort_keys=False))
+    train_cfg = TrainConfig(**{**cfg["train"], "betas": tuple(cfg["train"]["betas"])})
+    seed = cfg["seed"]
+    seed_everything(seed, train_cfg.deterministic)
+    data = load_data(
+        cfg["modality"], cfg["data"], cfg["data_root"], seed=seed, **cfg["data_options"]
+    )
+    cls = registry.get(cfg["modality"], cfg["method"])
+    torch.manual_seed(seed)
+    method = cls.build(data, **cfg["method_options"])
+
+    trainer = Trainer(method, data.train, train_cfg, out_dir=out)
+    if resume and trainer.load_checkpoint():
+        print(f"resumed from {ckpt} at step {trainer.step}")
+    summary = trainer.fit()
+    save_encoder(method, out, data)
+
+    results: dict[str, Any] = {
+        "method": cfg["method"],
+        "modality": cfg["modality"],
+        "family": cls.family,
+        "kind": cls.kind,
+        "dataset": data.name,
+        "seed": seed,
+        "epochs": summary["epochs"],
+        "steps": summary["steps"],
+        "stopped_early": summary["stopped_early"],
+        "train_seconds": round(summary["train_seconds"], 2),
+        "peak_memory_mb": round(summary["peak_memory_mb"], 1),
+        "device": str(trainer.device),
+        "probe": {},
+    }
+    evaluation = method.evaluate(data)
+    if evaluation:
+        results["eval"] = evaluation
+    probe = cfg.get("probe")
+    if probe != "none" and data.probe is not None:
+        t0 = time.perf_counter()
+        results["probe"] = run_probe(method, data.probe, probe, device=trainer.device, seed=seed)
+        results["probe_seconds"] = round(time.perf_counter() - t0, 2)
+        if cfg.get("baseline", True):
+            torch.manual_seed(seed)
+            fresh = cls.build(data, **cfg["method_options"]).to(trainer.device)
+            results["random_init"] = run_probe(
+                fresh, data.probe, probe, device=trainer.device, seed=seed
+            )
+            fresh_eval = fresh.evaluate(data)
+            if fresh_eval:
+                results["random_init"]["eval"] = fresh_eval
+    tmp = out / ".results.json.tmp"
+    tmp.write_text(json.dumps(_jsonable(results), indent=2))
+    os.replace(tmp, out / "results.json")
+    return results

@@ -1,0 +1,134 @@
+"""The training loop's mechanics on a tiny regression method (the loop knows no real method)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from mmssl.core.method import Method
+from mmssl.core.trainer import LARS, TrainConfig, Trainer, TrainingError, warmup_cosine
+
+
+class Regress(Method):
+    family = "generative"
+    kind = "auto-encoding"
+
+    def __init__(self, bad_at: int | None = None, crash_at: int | None = None) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(4, 1)
+        self.noise = torch.Generator().manual_seed(0)
+        self.calls = 0
+        self.bad_at = bad_at
+        self.crash_at = crash_at
+
+    def augment(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        return x + 0.01 * torch.randn(x.shape, generator=self.noise), y
+
+    def forward(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        self.calls += 1
+        if self.crash_at is not None and self.calls >= self.crash_at:
+            raise RuntimeError("simulated crash")
+        x, y = batch
+        loss = (self.encoder(x).squeeze(1) - y).pow(2).mean()
+        if self.bad_at is not None and self.calls >= self.bad_at:
+            loss = loss * float("nan")
+        return {"loss": loss, "mae": (self.encoder(x).squeeze(1) - y).abs().mean()}
+
+
+def batches(n: int = 8, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    out = []
+    for _ in range(n):
+        x = torch.randn(16, 4, generator=g)
+        out.append((x, x @ w))
+    return out
+
+
+def make(cfg: TrainConfig, out=None, **kw) -> Trainer:
+    torch.manual_seed(0)
+    return Trainer(Regress(**kw), batches(), cfg, out_dir=out)
+
+
+def test_loss_goes_down_and_metrics_are_logged(tmp_path):
+    t = make(TrainConfig(epochs=20, lr=0.05, optimizer="adam", log_every=4, progress=False), tmp_path)
+    summary = t.fit()
+    lines = [l for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    first, last = eval(lines[0].replace("null", "None"))["loss"], eval(lines[-1].replace("null", "None"))["loss"]
+    assert last < 0.1 * first
+    assert summary["steps"] == 160 and summary["epochs"] == 20
+    assert (tmp_path / "checkpoints" / "latest.pt").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "lars"])
+def test_every_optimizer_trains(optimizer):
+    lr = {"lars": 0.9, "sgd": 0.02}.get(optimizer, 0.05)
+    t = make(TrainConfig(epochs=15, lr=lr, optimizer=optimizer, progress=False))
+    before = sum(float(t.method(b)["loss"].detach()) for b in batches())
+    t.fit()
+    after = sum(float(t.method(b)["loss"].detach()) for b in batches())
+    # LARS moves each weight by about eta * |w| per step: slow on purpose, so a weaker bar
+    assert after < (0.95 if optimizer == "lars" else 0.5) * before
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    cfg = TrainConfig(epochs=6, lr=0.05, optimizer="adamw", checkpoint_every=5, keep_checkpoints=10, progress=False)
+    full = make(cfg, tmp_path / "full")
+    full.fit()
+    # a run that crashes in step 22 (mid-epoch), resumed from its step-20 checkpoint
+    part = make(cfg, tmp_path / "part", crash_at=22)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        part.fit()
+    resumed = make(cfg, tmp_path / "part")
+    assert resumed.load_checkpoint(tmp_path / "part" / "checkpoints" / "step_00000020.pt")
+    assert resumed.step == 20
+    resumed.fit()
+    for a, b in zip(full.method.parameters(), resumed.method.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_nan_loss_names_step_and_checkpoint(tmp_path):
+    t = make(TrainConfig(epochs=5, checkpoint_every=4, progress=False), tmp_path, bad_at=11)
+    with pytest.raises(TrainingError, match=r"at step 10 .*step_00000008\.pt|at step 10 .*latest\.pt"):
+        t.fit()
+
+
+def test_warmup_then_cosine():
+    f = warmup_cosine(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0, abs=1e-9)
+    assert warmup_cosine(0, 10, "constant")(7) == 1.0
+
+
+def test_lars_scales_update_by_trust_ratio():
+    w = nn.Parameter(torch.full((3,), 2.0))
+    opt = LARS([w], lr=1.0, momentum=0.0, weight_decay=0.0, eta=0.1)
+    w.grad = torch.full((3,), 4.0)
+    opt.step()
+    # update = lr * eta * |w| / |g| * g = 0.1 * 0.5 * 4 = 0.2
+    torch.testing.assert_close(w.data, torch.full((3,), 1.8))
+
+
+def test_early_stopping_restores_best():
+    t = make(TrainConfig(epochs=200, lr=0.05, optimizer="adam", patience=3, progress=False))
+    s = t.fit()
+    assert s["stopped_early"] and s["epochs"] < 200
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        Trainer(Regress(), batches(), TrainConfig(precision="fp16", device="cpu"))
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        TrainConfig(lr=0.0)
+
+
+def test_bf16_autocast_on_cpu_trains():
+    t = make(TrainConfig(epochs=3, lr=0.05, optimizer="adam", precision="bf16", progress=False))
+    s = t.fit()
+    assert math.isfinite(s["train_seconds"])
