@@ -113,7 +113,7 @@ def linear_probe(
 ) -> dict[str, float]:
     """A linear classifier on frozen, standardised features, trained in torch on ``device``.
 
-    Adam with full or mini-batches; early stopping on the validation split (a ``val_fraction``
+    Adam with full or mini-batches; early stopping on the validation loss (a ``val_fraction``
     of train when none is given) restores the best epoch's weights.
 
     Returns ``{"val_acc", "test_acc", "epochs"}``.
@@ -140,7 +140,7 @@ def linear_probe(
         with torch.no_grad():
             return float((clf(x).argmax(1) == y).float().mean())
 
-    best, best_state, best_epoch, waited = -1.0, None, 0, 0
+    best_loss, best_state, best_epoch, waited = float("inf"), None, 0, 0
     for epoch in range(epochs):
         perm = torch.randperm(xtr.shape[0], generator=g).to(device)
         for i in range(0, xtr.shape[0], batch_size):
@@ -149,15 +149,21 @@ def linear_probe(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        v = acc(xva, yva)
-        if v > best:
-            best, best_state, best_epoch, waited = v, copy.deepcopy(clf.state_dict()), epoch + 1, 0
+        with torch.no_grad():
+            val_loss = float(F.cross_entropy(clf(xva), yva))
+        if val_loss < best_loss:  # early stopping on the validation loss, not its coarse accuracy
+            best_loss, best_state, best_epoch, waited = (
+                val_loss,
+                copy.deepcopy(clf.state_dict()),
+                epoch + 1,
+                0,
+            )
         else:
             waited += 1
             if waited >= patience:
                 break
     clf.load_state_dict(best_state)
-    return {"val_acc": best, "test_acc": acc(xte, yte), "epochs": best_epoch}
+    return {"val_acc": acc(xva, yva), "test_acc": acc(xte, yte), "epochs": best_epoch}
 
 
 def _cv(

@@ -55,10 +55,15 @@ def make(cfg: TrainConfig, out=None, **kw) -> Trainer:
 
 
 def test_loss_goes_down_and_metrics_are_logged(tmp_path):
-    t = make(TrainConfig(epochs=20, lr=0.05, optimizer="adam", log_every=4, progress=False), tmp_path)
+    t = make(
+        TrainConfig(epochs=20, lr=0.05, optimizer="adam", log_every=4, progress=False), tmp_path
+    )
     summary = t.fit()
     lines = [l for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
-    first, last = eval(lines[0].replace("null", "None"))["loss"], eval(lines[-1].replace("null", "None"))["loss"]
+    first, last = (
+        eval(lines[0].replace("null", "None"))["loss"],
+        eval(lines[-1].replace("null", "None"))["loss"],
+    )
     assert last < 0.1 * first
     assert summary["steps"] == 160 and summary["epochs"] == 20
     assert (tmp_path / "checkpoints" / "latest.pt").exists()
@@ -76,7 +81,14 @@ def test_every_optimizer_trains(optimizer):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
-    cfg = TrainConfig(epochs=6, lr=0.05, optimizer="adamw", checkpoint_every=5, keep_checkpoints=10, progress=False)
+    cfg = TrainConfig(
+        epochs=6,
+        lr=0.05,
+        optimizer="adamw",
+        checkpoint_every=5,
+        keep_checkpoints=10,
+        progress=False,
+    )
     full = make(cfg, tmp_path / "full")
     full.fit()
     # a run that crashes in step 22 (mid-epoch), resumed from its step-20 checkpoint
@@ -93,7 +105,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 def test_nan_loss_names_step_and_checkpoint(tmp_path):
     t = make(TrainConfig(epochs=5, checkpoint_every=4, progress=False), tmp_path, bad_at=11)
-    with pytest.raises(TrainingError, match=r"at step 10 .*step_00000008\.pt|at step 10 .*latest\.pt"):
+    with pytest.raises(
+        TrainingError, match=r"at step 10 .*step_00000008\.pt|at step 10 .*latest\.pt"
+    ):
         t.fit()
 
 

@@ -1,0 +1,98 @@
+"""Probes against naive references and on data whose answer is known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmssl.core.data import DataError, ProbeData
+from mmssl.core.evaluate import (
+    extract_features,
+    knn_top1,
+    linear_probe,
+    logreg_cv,
+    run_probe,
+    svm_cv,
+)
+
+
+def naive_knn(train_x, train_y, test_x, k, t):
+    correct = 0
+    for q, label in zip(test_x, test_y_global, strict=True):
+        sims = [float(torch.nn.functional.cosine_similarity(q, x, dim=0)) for x in train_x]
+        order = sorted(range(len(sims)), key=lambda i: -sims[i])[:k]
+        votes: dict[int, float] = {}
+        for i in order:
+            votes[int(train_y[i])] = votes.get(int(train_y[i]), 0.0) + math.exp(sims[i] / t)
+        correct += max(votes, key=votes.get) == int(label)
+    return correct / len(test_x)
+
+
+test_y_global = None
+
+
+@pytest.mark.parametrize("k,t,seed", [(1, 0.1, 0), (5, 0.07, 1), (20, 0.5, 2), (200, 0.1, 3)])
+def test_knn_matches_naive_loop(k, t, seed):
+    global test_y_global
+    g = torch.Generator().manual_seed(seed)
+    train_x, test_x = torch.randn(60, 8, generator=g), torch.randn(25, 8, generator=g)
+    train_y, test_y = (
+        torch.randint(0, 4, (60,), generator=g),
+        torch.randint(0, 4, (25,), generator=g),
+    )
+    test_y_global = test_y
+    expected = naive_knn(train_x, train_y, test_x, min(k, 60), t)
+    assert knn_top1(train_x, train_y, test_x, test_y, k=k, temperature=t, chunk=7) == pytest.approx(
+        expected
+    )
+
+
+def blobs(n: int, seed: int, sep: float = 4.0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    centers = torch.randn(3, 10, generator=g) * sep
+    return centers[y] + torch.randn(n, 10, generator=g), y
+
+
+def test_linear_probe_separates_blobs_and_not_noise():
+    (xtr, ytr), (xte, yte) = blobs(300, 0), blobs(300, 0)
+    res = linear_probe((xtr, ytr), (xte, yte), epochs=100)
+    assert res["test_acc"] > 0.95
+    noise = torch.randn(300, 10)
+    res = linear_probe((noise, ytr), (torch.randn(300, 10), yte), epochs=100)
+    assert res["test_acc"] < 0.6
+
+
+def test_cv_probes():
+    x, y = blobs(120, 1)
+    assert logreg_cv(x, y, folds=5)["acc"] > 0.95
+    assert svm_cv(x, y, folds=5)["acc"] > 0.95
+    assert logreg_cv(torch.randn(120, 10), y, folds=5)["acc"] < 0.7
+
+
+class Identity(torch.nn.Module):
+    def embed(self, x):
+        return x
+
+
+def test_run_probe_transductive_masks_and_errors():
+    x, y = blobs(90, 2)
+    masks = {
+        "train": torch.arange(90) < 40,
+        "val": (torch.arange(90) >= 40) & (torch.arange(90) < 50),
+        "test": torch.arange(90) >= 50,
+    }
+    probe = ProbeData(splits={"all": [(x, y)]}, masks=masks, protocol="linear")
+    feats = extract_features(Identity(), probe)
+    assert feats["train"][0].shape == (40, 10) and feats["test"][1].shape == (40,)
+    assert run_probe(Identity(), probe)["linear"]["test_acc"] > 0.9
+    assert run_probe(Identity(), probe, "knn")["knn"]["top1"] > 0.9
+    with pytest.raises(ValueError, match="unknown probe protocol"):
+        run_probe(Identity(), probe, "svm")
+    unlabelled = ProbeData(
+        splits={"train": [(x, -torch.ones(90, dtype=torch.long))], "test": [(x, y)]}
+    )
+    with pytest.raises(DataError, match="unlabelled"):
+        run_probe(Identity(), unlabelled, "knn")
