@@ -119,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
         help="skip probing the same encoder at random init",
     )
 
+    pr = sub.add_parser(
+        "probe",
+        help="probe the encoder of an earlier run again",
+        description="Rebuild a run's method from its config.yaml, load its latest checkpoint and "
+        "score the frozen encoder with a probe protocol.",
+    )
+    pr.add_argument("run", help="the run folder")
+    pr.add_argument(
+        "--probe", choices=PROBES[:-1], help="protocol (default: the dataset's standard one)"
+    )
+    pr.add_argument("--device", help="cpu, cuda or cuda:N")
+
     ls = sub.add_parser(
         "list",
         help="list the registered methods",
@@ -233,7 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     from mmssl.core.trainer import Interrupted, TrainingError
 
     try:
-        return _list(args) if args.command == "list" else _pretrain(args)
+        if args.command == "list":
+            return _list(args)
+        if args.command == "probe":
+            from mmssl.pretrain import probe_run
+
+            print(json.dumps(probe_run(args.run, args.probe, device=args.device)))
+            return 0
+        return _pretrain(args)
     except Interrupted as err:
         print(f"mmssl: {err}", file=sys.stderr)
         return 130

@@ -173,3 +173,29 @@ def pretrain(
     tmp.write_text(json.dumps(_jsonable(results), indent=2))
     os.replace(tmp, out / "results.json")
     return results
+
+
+def probe_run(
+    run_dir: str | Path, protocol: str | None = None, *, device: str | None = None
+) -> dict[str, Any]:
+    """Probe the encoder of a finished (or interrupted) run again, with any protocol.
+
+    Rebuilds the method from the run's ``config.yaml`` and loads ``checkpoints/latest.pt``.
+    """
+    run = Path(run_dir)
+    cfg_path, ckpt = run / "config.yaml", run / "checkpoints" / "latest.pt"
+    if not cfg_path.is_file() or not ckpt.is_file():
+        raise FileNotFoundError(
+            f"{run} is not a run folder (needs config.yaml and checkpoints/latest.pt)"
+        )
+    cfg = yaml.safe_load(cfg_path.read_text())
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_data(
+        cfg["modality"], cfg["data"], cfg["data_root"], seed=cfg["seed"], **cfg["data_options"]
+    )
+    if data.probe is None:
+        raise ValueError(f"dataset {data.name!r} of run {run} has no labels to probe")
+    torch.manual_seed(cfg["seed"])
+    method = registry.get(cfg["modality"], cfg["method"]).build(data, **cfg["method_options"])
+    method.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["method"])
+    return run_probe(method.to(dev), data.probe, protocol, device=dev, seed=cfg["seed"])
