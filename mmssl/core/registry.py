@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mmssl.core.method import FAMILIES, Method
 
@@ -68,3 +68,21 @@ def get(modality: str, name: str) -> type[Method]:
             f"unknown {modality} method {name!r}: {hint}see `mmssl list` ({', '.join(methods)})"
         )
     return methods[name]
+
+
+def resolve_callable(obj: Any, what: str = "objective") -> Callable[..., Any]:
+    """A callable, or a ``"package.module:name"`` string naming one (how the CLI passes a user's
+    own objective: ``--method-opt objective=mylosses:align_uniform``)."""
+    if callable(obj):
+        return obj
+    if isinstance(obj, str) and ":" in obj:
+        module, _, attr = obj.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(
+                f"{what} {obj!r} cannot be imported ({err}); give 'module:function' on PYTHONPATH"
+            ) from err
+        if callable(found):
+            return found
+    raise ValueError(f"{what} must be a callable or a 'module:function' string, got {obj!r}")
