@@ -10,13 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmssl.core.distributed import gather_with_grad, rank
+from mmssl.core.objectives._common import check_pair, check_positive, full_precision
+
+_TEMP_HINT = "the papers use 0.07 to 0.5"
 
 
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}; the papers use 0.07 to 0.5")
-
-
+@full_precision
 def info_nce(
     query: Tensor,
     key: Tensor,
@@ -40,39 +39,48 @@ def info_nce(
     Args:
         query: ``(B, D)``.
         key: ``(B, D)``, the positives.
-        temperature: :math:`\tau`.
-        queue: optional ``(K, D)`` extra negatives (MoCo's queue), not back-propagated.
-        symmetric: also score keys against queries and average (CLIP, MoCo v3).
+        temperature: :math:`\tau` (MoCo: 0.07; MoCo v2: 0.2; SimCSE: 0.05).
+        queue: optional ``(K, D)`` extra negatives (MoCo's queue), not back-propagated; a copy is
+            taken, so the queue may be updated in place before ``backward``.
+        symmetric: also score keys against queries and average (CLIP, MoCo v3); the queue is
+            used on the query side only.
         normalize: L2-normalise inputs first (cosine similarity).
-        gather: use the keys of every process as negatives (changes the math in DDP).
+        gather: use the keys of every process as negatives (changes the math in DDP). The loss
+            is each process's mean over its own queries; DDP's gradient averaging then gives
+            the gradient of the mean over the global batch.
 
     Returns:
         scalar loss. Logits and softmax are computed in float32 even under autocast.
     """
-    _check_temperature(temperature)
-    if query.shape != key.shape or query.ndim != 2:
-        raise ValueError(f"query and key must both be (B, D), got {tuple(query.shape)} and {tuple(key.shape)}")
+    check_positive("temperature", temperature, _TEMP_HINT)
+    check_pair(query, key, "query and key")
+    if queue is not None and (queue.ndim != 2 or queue.shape[1] != query.shape[1]):
+        raise ValueError(
+            f"queue must be (K, D) with D = {query.shape[1]}, got {tuple(queue.shape)}"
+        )
     q, k = query.float(), key.float()
     if normalize:
         q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
     offset = 0
     if gather:
-        k_all = gather_with_grad(k)
+        k_all = gather_with_grad(k)  # (B_global, D)
         offset = rank() * q.shape[0]
     else:
         k_all = k
     logits = q @ k_all.T / temperature  # (B, B_global)
     if queue is not None:
-        n = queue.detach().float()
+        n = queue.detach().to(torch.float32, copy=True)  # (K, D)
         n = F.normalize(n, dim=1) if normalize else n
         logits = torch.cat([logits, q @ n.T / temperature], dim=1)  # (B, B_global + K)
     targets = torch.arange(q.shape[0], device=q.device) + offset
     loss = F.cross_entropy(logits, targets)
     if symmetric:
-        loss = 0.5 * (loss + info_nce(key, query, temperature=temperature, normalize=normalize, gather=gather))
+        other = info_nce(key, query, temperature=temperature, normalize=normalize, gather=gather)
+        loss = 0.5 * (loss + other)
     return loss
 
 
+@full_precision
 def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, gather: bool = False) -> Tensor:
     r"""NT-Xent of SimCLR (Chen et al. 2020, https://arxiv.org/abs/2002.05709).
 
@@ -87,14 +95,14 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, gather: bool = 
         z1: ``(B, D)`` projections of the first views.
         z2: ``(B, D)`` projections of the second views.
         temperature: :math:`\tau` (SimCLR: 0.5 on CIFAR-10, 0.1 on ImageNet).
-        gather: take negatives from every process.
+        gather: take negatives from every process (each process averages over its own
+            :math:`2B` views; DDP's averaging gives the global-batch gradient).
 
     Returns:
-        scalar loss averaged over the :math:`2B` views.
+        scalar loss averaged over the :math:`2B` views, computed in float32.
     """
-    _check_temperature(temperature)
-    if z1.shape != z2.shape or z1.ndim != 2:
-        raise ValueError(f"z1 and z2 must both be (B, D), got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    check_positive("temperature", temperature, _TEMP_HINT)
+    check_pair(z1, z2)
     b = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2B, D)
     if gather:
@@ -108,5 +116,5 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, gather: bool = 
     rows = torch.arange(2 * b, device=z.device)
     own = torch.cat([rows[:b] + start, rows[:b] + start + big_b])  # column of each row's self
     pos = torch.cat([rows[:b] + start + big_b, rows[:b] + start])  # column of its positive
-    logits[rows, own] = float("-inf")
+    logits = logits.index_put((rows, own), torch.tensor(float("-inf"), device=z.device))
     return F.cross_entropy(logits, pos)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmssl.core.objectives._common import full_precision
+
 IGNORE_INDEX = -100
 
 
@@ -41,7 +43,11 @@ def mask_tokens(
     if not 0.0 < mask_prob < 1.0:
         raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}; BERT uses 0.15")
     if replace_prob < 0 or random_prob < 0 or replace_prob + random_prob > 1:
-        raise ValueError("replace_prob and random_prob must be >= 0 and sum to at most 1 (BERT: 0.8, 0.1)")
+        raise ValueError(
+            "replace_prob and random_prob must be >= 0 and sum to at most 1 (BERT: 0.8, 0.1)"
+        )
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be >= 1, got {vocab_size}; pass the tokenizer's size")
     dev = input_ids.device
     gen_dev = generator.device if generator is not None else dev
 
@@ -55,7 +61,9 @@ def mask_tokens(
     u = rand(input_ids.shape)
     to_mask = picked & (u < replace_prob)
     to_random = picked & (u >= replace_prob) & (u < replace_prob + random_prob)
-    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=gen_dev).to(dev)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=gen_dev).to(
+        dev
+    )
     inputs = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
     inputs = torch.where(to_random, random_ids, inputs)
     return inputs, labels
@@ -83,23 +91,59 @@ def random_mask(
     return (ranks < n_mask).to(device)
 
 
-def masked_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Cross-entropy on the masked positions only (MLM).
+@full_precision
+def masked_cross_entropy(
+    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    r"""Cross-entropy on the masked positions only (BERT's MLM, https://arxiv.org/abs/1810.04805).
+
+    .. math::
+        \mathcal{L} = -\frac{1}{|M|}\sum_{i \in M} \log \operatorname{softmax}(s_i)_{y_i}
 
     Args:
         logits: ``(..., V)``, either for every position or already gathered at the masked ones.
         labels: ``(...)`` with ``ignore_index`` at unmasked positions.
+
+    Returns:
+        scalar, in float32; 0 (still attached to the graph) when no position is masked.
     """
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                           ignore_index=ignore_index)
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(
+            f"logits (..., V) {tuple(logits.shape)} and labels (...) {tuple(labels.shape)} "
+            "disagree; labels must match logits without the vocabulary axis"
+        )
+    flat = labels.reshape(-1)  # (N,)
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        flat,
+        ignore_index=ignore_index,
+        reduction="sum",
+    )
+    count = (flat != ignore_index).sum().clamp_min(1)  # no host sync: 0 / 1 when none masked
+    return total / count
 
 
+@full_precision
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean squared error averaged over masked rows only (MAE on pixels).
+    r"""Mean squared error averaged over masked rows only (MAE on pixels,
+    He et al. 2021, https://arxiv.org/abs/2111.06377).
+
+    .. math::
+        \mathcal{L} = \frac{1}{|M|}\sum_{i \in M} \frac{1}{D}\lVert \hat x_i - x_i \rVert^2
 
     Args:
         pred, target: ``(..., D)``. mask: ``(...)`` boolean or 0/1, True where the loss counts.
+
+    Returns:
+        scalar in float32; 0 when the mask is empty.
     """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    if mask is not None and mask.shape != pred.shape[:-1]:
+        raise ValueError(
+            f"mask must be pred's shape without the last axis, {tuple(pred.shape[:-1])}, "
+            f"got {tuple(mask.shape)}"
+        )
     err = (pred.float() - target.float()).pow(2).mean(dim=-1)  # (...)
     if mask is None:
         return err.mean()
@@ -107,7 +151,10 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tens
     return (err * m).sum() / m.sum().clamp_min(1.0)
 
 
-def scaled_cosine_error(pred: Tensor, target: Tensor, alpha: float = 2.0, mask: Tensor | None = None) -> Tensor:
+@full_precision
+def scaled_cosine_error(
+    pred: Tensor, target: Tensor, alpha: float = 2.0, mask: Tensor | None = None
+) -> Tensor:
     r"""GraphMAE's scaled cosine error (Hou et al. 2022, https://arxiv.org/abs/2205.10803).
 
     .. math::
@@ -116,10 +163,16 @@ def scaled_cosine_error(pred: Tensor, target: Tensor, alpha: float = 2.0, mask: 
     Args:
         pred, target: ``(N, D)``. alpha: :math:`\alpha \ge 1` sharpens toward hard rows.
         mask: optional ``(N,)`` boolean of the rows to score.
+
+    Returns:
+        scalar in float32; 0 when the mask is empty.
     """
     if alpha < 1:
         raise ValueError(f"alpha must be >= 1, got {alpha}; GraphMAE uses 1 to 3")
-    if mask is not None:
-        pred, target = pred[mask.bool()], target[mask.bool()]
-    cos = F.cosine_similarity(pred.float(), target.float(), dim=-1)
-    return (1.0 - cos).pow(alpha).mean()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    err = (1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).pow(alpha)  # (N,)
+    if mask is None:
+        return err.mean()
+    m = mask.float()
+    return (err * m).sum() / m.sum().clamp_min(1.0)

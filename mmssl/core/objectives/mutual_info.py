@@ -14,24 +14,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmssl.core.objectives._common import check_positive, full_precision
+
 
 def _check(scores: Tensor, pos_mask: Tensor) -> tuple[Tensor, Tensor]:
     if scores.shape != pos_mask.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and pos_mask {tuple(pos_mask.shape)} differ")
+        raise ValueError(
+            f"scores {tuple(scores.shape)} and pos_mask {tuple(pos_mask.shape)} differ; "
+            "pass a boolean mask of the score matrix's shape"
+        )
     pos = pos_mask.bool()
     if not pos.any() or pos.all():
         raise ValueError("pos_mask needs at least one positive and one negative pair")
     return scores.float(), pos
 
 
+@full_precision
 def jensen_shannon_loss(scores: Tensor, pos_mask: Tensor) -> Tensor:
     r"""Negative Jensen-Shannon MI estimate (Hjelm et al. 2019, https://arxiv.org/abs/1808.06670).
 
     .. math::
         \mathcal{L} = \mathbb{E}_{P}[\mathrm{sp}(-T)] + \mathbb{E}_{N}[\mathrm{sp}(T)]
 
-    with :math:`\mathrm{sp}` the softplus. This equals DGI's binary cross-entropy with positives
-    labelled 1 and negatives 0 (each set averaged separately).
+    with :math:`\mathrm{sp}` the softplus: the binary cross-entropy of DGI with positives
+    labelled 1 and negatives 0, each set averaged separately (so twice DGI's single mean over
+    :math:`N` positives and :math:`N` negatives).
 
     Args:
         scores: ``(N, M)`` discriminator scores :math:`T`.
@@ -41,6 +48,7 @@ def jensen_shannon_loss(scores: Tensor, pos_mask: Tensor) -> Tensor:
     return F.softplus(-s[pos]).mean() + F.softplus(s[~pos]).mean()
 
 
+@full_precision
 def donsker_varadhan_loss(scores: Tensor, pos_mask: Tensor) -> Tensor:
     r"""Negative Donsker-Varadhan bound (MINE, Belghazi et al. 2018, https://arxiv.org/abs/1801.04062).
 
@@ -55,6 +63,7 @@ def donsker_varadhan_loss(scores: Tensor, pos_mask: Tensor) -> Tensor:
     return -s[pos].mean() + torch.logsumexp(neg, dim=0) - math.log(neg.numel())
 
 
+@full_precision
 def nce_loss(scores: Tensor, pos_mask: Tensor) -> Tensor:
     r"""InfoNCE over a score matrix (DIM's NCE estimator; InfoWord).
 
@@ -83,12 +92,13 @@ class BilinearDiscriminator(nn.Module):
 
     def __init__(self, dim_a: int, dim_b: int | None = None) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(dim_a, dim_b or dim_a))
+        self.weight = nn.Parameter(torch.empty(dim_a, dim_a if dim_b is None else dim_b))
         nn.init.xavier_uniform_(self.weight)
 
+    @full_precision
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        """``a`` ``(N, Da)``, ``b`` ``(M, Db)`` -> scores ``(N, M)``."""
-        return a @ self.weight @ b.T
+        """``a`` ``(N, Da)``, ``b`` ``(M, Db)`` -> scores ``(N, M)`` in float32."""
+        return a.float() @ self.weight.float() @ b.float().T
 
 
 class DotDiscriminator(nn.Module):
@@ -96,10 +106,10 @@ class DotDiscriminator(nn.Module):
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_positive("temperature", temperature, "use 1.0 for plain dot products")
         self.temperature = temperature
 
+    @full_precision
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        """``a`` ``(N, D)``, ``b`` ``(M, D)`` -> scores ``(N, M)``."""
-        return a @ b.T / self.temperature
+        """``a`` ``(N, D)``, ``b`` ``(M, D)`` -> scores ``(N, M)`` in float32."""
+        return a.float() @ b.float().T / self.temperature
