@@ -32,11 +32,14 @@ class ProbeData:
             single ``all`` split yields (``{"train": m1, "val": m2, "test": m3}``).
         protocol: the modality's standard protocol for this data (``linear``, ``knn``,
             ``logreg-cv`` or ``svm-cv``).
+        options: protocol name -> keyword arguments of that protocol that this data's papers
+            use (DGI's Cora probe: ``{"linear": {"standardize": False, "patience": None}}``).
     """
 
     splits: dict[str, Iterable[tuple[Any, Tensor]]]
     protocol: str = "linear"
     masks: dict[str, Tensor] | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

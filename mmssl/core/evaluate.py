@@ -106,7 +106,8 @@ def linear_probe(
     lr: float = 0.01,
     weight_decay: float = 0.0,
     batch_size: int = 1024,
-    patience: int = 30,
+    patience: int | None = 30,
+    standardize: bool = True,
     val_fraction: float = 0.1,
     device: Any = "cpu",
     seed: int = 0,
@@ -114,7 +115,9 @@ def linear_probe(
     """A linear classifier on frozen, standardised features, trained in torch on ``device``.
 
     Adam with full or mini-batches; early stopping on the validation loss (a ``val_fraction``
-    of train when none is given) restores the best epoch's weights.
+    of train when none is given) restores the best epoch's weights. ``patience=None`` trains
+    the fixed ``epochs`` and keeps the last weights, and ``standardize=False`` keeps the raw
+    features: together with ``lr=0.01`` that is DGI's node-classification protocol.
 
     Returns ``{"val_acc", "test_acc", "epochs"}``.
     """
@@ -127,7 +130,9 @@ def linear_probe(
         val = (xtr[perm[:n_val]], ytr[perm[:n_val]])
         xtr, ytr = xtr[perm[n_val:]], ytr[perm[n_val:]]
     xva, yva = val
-    xtr, xva, xte = _standardize(xtr.float(), xva.float(), xte.float())
+    xtr, xva, xte = xtr.float(), xva.float(), xte.float()
+    if standardize:
+        xtr, xva, xte = _standardize(xtr, xva, xte)
     n_cls = int(max(ytr.max(), yva.max(), yte.max())) + 1
     torch.manual_seed(seed)
     clf = nn.Linear(xtr.shape[1], n_cls).to(device)
@@ -227,18 +232,19 @@ def run_probe(
             f"unknown probe protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)} or none"
         )
     feats = extract_features(method, probe, device)
+    opts = probe.options.get(protocol, {})
     if protocol in ("logreg-cv", "svm-cv"):
         x, y = torch.cat([f[0] for f in feats.values()]), torch.cat([f[1] for f in feats.values()])
         fn = logreg_cv if protocol == "logreg-cv" else svm_cv
-        return {protocol: fn(x, y, seed=seed)}
+        return {protocol: fn(x, y, seed=seed, **opts)}
     if "train" not in feats or "test" not in feats:
         raise DataError(
             f"the {protocol} probe needs 'train' and 'test' splits, got {sorted(feats)}"
         )
     if protocol == "knn":
-        return {"knn": {"top1": knn_top1(*feats["train"], *feats["test"], k=knn_k)}}
+        return {"knn": {"top1": knn_top1(*feats["train"], *feats["test"], **{"k": knn_k, **opts})}}
     return {
         "linear": linear_probe(
-            feats["train"], feats["test"], feats.get("val"), device=device, seed=seed
+            feats["train"], feats["test"], feats.get("val"), device=device, seed=seed, **opts
         )
     }

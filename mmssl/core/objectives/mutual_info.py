@@ -98,7 +98,13 @@ class BilinearDiscriminator(nn.Module):
     @full_precision
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """``a`` ``(N, Da)``, ``b`` ``(M, Db)`` -> scores ``(N, M)`` in float32."""
-        return a.float() @ self.weight.float() @ b.float().T
+        a, w, b = a.float(), self.weight.float(), b.float()
+        n, da = a.shape
+        m, db = b.shape
+        # Multiply in the cheaper order: DGI scores N nodes against one summary (M = 1).
+        if n * da * db + n * db * m <= da * db * m + n * da * m:
+            return (a @ w) @ b.T
+        return a @ (w @ b.T)
 
 
 class DotDiscriminator(nn.Module):

@@ -1,0 +1,196 @@
+"""Graph encoders: GCN (Kipf & Welling 2017) and GIN (Xu et al. 2019), plus graph readouts.
+
+One convention for every encoder here: ``encoder(data)`` takes a PyG ``Data`` or ``Batch``
+(``x``, ``edge_index`` and, for batches of graphs, ``batch``) and returns
+
+* node embeddings ``(N, D)`` when ``readout=None``, or
+* graph embeddings ``(num_graphs, D)`` when ``readout`` is ``"mean"``, ``"sum"`` or ``"max"``,
+
+with ``D = encoder.out_dim``. So a node encoder and a graph encoder both plug straight into
+``Method.embed`` and :class:`~mmssl.core.method.TwoViewMethod`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv, GINConv, global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+__all__ = ["GCN", "GIN", "READOUTS", "make_activation", "readout"]
+
+READOUTS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+
+
+def readout(
+    h: Tensor, batch: Tensor | None, kind: str = "mean", num_graphs: int | None = None
+) -> Tensor:
+    """Pool node features ``h`` ``(N, D)`` into graph features ``(num_graphs, D)``.
+
+    ``batch`` ``(N,)`` gives each node's graph; ``None`` means one graph (``(1, D)``).
+    """
+    if kind not in READOUTS:
+        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {kind!r}")
+    return READOUTS[kind](h, batch, num_graphs)
+
+
+def make_activation(name: str, dim: int) -> nn.Module:
+    """``prelu`` (one slope per channel, as PyG's DGI), ``relu``, ``elu`` or ``identity``."""
+    acts = {"prelu": lambda: nn.PReLU(dim), "relu": nn.ReLU, "elu": nn.ELU, "identity": nn.Identity}
+    if name not in acts:
+        raise ValueError(f"activation must be one of {', '.join(acts)}, got {name!r}")
+    return acts[name]()
+
+
+def _inputs(data: Any) -> tuple[Tensor, Tensor, Tensor | None, int | None]:
+    x = getattr(data, "x", None)
+    if x is None or getattr(data, "edge_index", None) is None:
+        raise TypeError("graph encoders take a PyG Data/Batch with x and edge_index set")
+    batch = getattr(data, "batch", None)
+    return (
+        x,
+        data.edge_index,
+        batch,
+        getattr(data, "num_graphs", None) if batch is not None else None,
+    )
+
+
+class GCN(nn.Module):
+    r"""Graph convolutional network, https://arxiv.org/abs/1609.02907.
+
+    Each layer computes :math:`\sigma(\hat D^{-1/2} (A + I) \hat D^{-1/2} X W)`. DGI on Cora
+    uses one layer of 512 units with PReLU; GRACE two layers with ReLU.
+
+    The normalised adjacency is computed once per graph and cached: it is reused for as long
+    as ``forward`` sees the same ``edge_index`` tensor (a corruption that only permutes ``x``,
+    full-batch training), and recomputed when a new one comes (dropped edges, a new batch).
+
+    Args:
+        in_dim: input feature size ``F``.
+        hidden_dim: output size ``D`` of every layer.
+        num_layers: number of graph convolutions.
+        activation: applied after every layer (see :func:`make_activation`).
+        dropout: dropout on the input of every layer.
+        readout: ``None`` for node embeddings ``(N, D)``, else the pooling for ``(G, D)``.
+        add_self_loops: use :math:`A + I`.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int = 512,
+        num_layers: int = 1,
+        activation: str = "prelu",
+        dropout: float = 0.0,
+        *,
+        readout: str | None = None,
+        add_self_loops: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if readout is not None and readout not in READOUTS:
+            raise ValueError(
+                f"readout must be None or one of {', '.join(READOUTS)}, got {readout!r}"
+            )
+        dims = [in_dim] + [hidden_dim] * num_layers
+        self.convs = nn.ModuleList(
+            GCNConv(a, b, normalize=False) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.acts = nn.ModuleList(
+            make_activation(activation, hidden_dim) for _ in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.readout, self.add_self_loops, self.out_dim = readout, add_self_loops, hidden_dim
+        self._cache: tuple[Tensor, int, Tensor, Tensor] | None = None
+
+    def normalized_adjacency(self, edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+        """``(edge_index (2, E'), edge_weight (E',))`` of the normalised adjacency, cached."""
+        c = self._cache
+        if c is not None and c[0] is edge_index and c[1] == num_nodes:
+            return c[2], c[3]
+        ei, ew = gcn_norm(edge_index, None, num_nodes, add_self_loops=self.add_self_loops)
+        self._cache = (edge_index, num_nodes, ei, ew)  # keeps edge_index alive: identity is safe
+        return ei, ew
+
+    def forward(self, data: Any) -> Tensor:
+        """``data`` with ``x`` ``(N, F)`` -> ``(N, D)``, or ``(G, D)`` with a readout."""
+        x, edge_index, batch, num_graphs = _inputs(data)
+        ei, ew = self.normalized_adjacency(edge_index, x.shape[0])
+        for conv, act in zip(self.convs, self.acts, strict=True):
+            x = act(conv(self.dropout(x), ei, ew))  # (N, D)
+        if self.readout is None:
+            return x
+        return readout(x, batch, self.readout, num_graphs)  # (G, D)
+
+
+class GIN(nn.Module):
+    r"""Graph isomorphism network, https://arxiv.org/abs/1810.00826, as InfoGraph/GraphCL use it.
+
+    Layer :math:`k`: :math:`h^{k} = \mathrm{BN}(\sigma(\mathrm{MLP}((1 + \epsilon) h^{k-1}
+    + \sum_{u \in N(v)} h_u^{k-1})))`. With ``jk="cat"`` the outputs of all layers are
+    concatenated (``D = num_layers * hidden_dim``), the graph embedding of InfoGraph
+    (https://arxiv.org/abs/1908.01000) and GraphCL (https://arxiv.org/abs/2010.13902).
+
+    Args:
+        in_dim: input feature size ``F``.
+        hidden_dim: width of every layer (InfoGraph/GraphCL: 32).
+        num_layers: number of GIN layers (InfoGraph/GraphCL: 5).
+        activation: inside each MLP and after each layer.
+        batch_norm: batch-normalise every layer's output.
+        jk: ``"cat"`` (concatenate every layer) or ``"last"``.
+        readout: ``"sum"`` (the papers' choice), ``"mean"``, ``"max"``, or ``None`` for nodes.
+        train_eps: learn :math:`\epsilon`.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int = 32,
+        num_layers: int = 5,
+        activation: str = "relu",
+        *,
+        batch_norm: bool = True,
+        jk: str = "cat",
+        readout: str | None = "sum",
+        train_eps: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if jk not in ("cat", "last"):
+            raise ValueError(f"jk must be 'cat' or 'last', got {jk!r}")
+        if readout is not None and readout not in READOUTS:
+            raise ValueError(
+                f"readout must be None or one of {', '.join(READOUTS)}, got {readout!r}"
+            )
+        dims = [in_dim] + [hidden_dim] * num_layers
+        self.convs = nn.ModuleList(
+            GINConv(
+                nn.Sequential(nn.Linear(a, b), make_activation(activation, b), nn.Linear(b, b)),
+                train_eps=train_eps,
+            )
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.acts = nn.ModuleList(
+            make_activation(activation, hidden_dim) for _ in range(num_layers)
+        )
+        self.norms = nn.ModuleList(
+            nn.BatchNorm1d(hidden_dim) if batch_norm else nn.Identity() for _ in range(num_layers)
+        )
+        self.jk, self.readout = jk, readout
+        self.out_dim = hidden_dim * num_layers if jk == "cat" else hidden_dim
+
+    def forward(self, data: Any) -> Tensor:
+        """``data`` with ``x`` ``(N, F)`` -> ``(N, D)``, or ``(G, D)`` with a readout."""
+        x, edge_index, batch, num_graphs = _inputs(data)
+        layers = []
+        for conv, act, norm in zip(self.convs, self.acts, self.norms, strict=True):
+            x = norm(act(conv(x, edge_index)))  # (N, hidden_dim)
+            layers.append(x)
+        h = torch.cat(layers, dim=1) if self.jk == "cat" else x  # (N, D)
+        if self.readout is None:
+            return h
+        return readout(h, batch, self.readout, num_graphs)  # (G, D)

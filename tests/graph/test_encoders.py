@@ -1,0 +1,55 @@
+"""GNN encoders against PyG's reference layers, readouts, and the adjacency cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GCNConv
+
+from mmssl.graph.encoders import GCN, GIN, readout
+
+
+def _graph(n: int = 12, seed: int = 0) -> Data:
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, 3 * n), generator=g)
+    return Data(x=torch.randn(n, 5, generator=g), edge_index=torch.cat([ei, ei.flip(0)], 1))
+
+
+def test_gcn_matches_pyg_gcnconv() -> None:
+    data = _graph()
+    enc = GCN(5, 8, num_layers=2, activation="relu")
+    ref = [GCNConv(5, 8), GCNConv(8, 8)]
+    for mine, theirs in zip(enc.convs, ref, strict=True):
+        theirs.load_state_dict(mine.state_dict())
+    expected = torch.relu(ref[1](torch.relu(ref[0](data.x, data.edge_index)), data.edge_index))
+    assert torch.allclose(enc(data), expected, atol=1e-5)
+    assert enc(data).shape == (12, 8) and enc.out_dim == 8
+
+
+def test_gcn_caches_the_normalised_adjacency_per_edge_index() -> None:
+    data = _graph()
+    enc = GCN(5, 4)
+    enc(data)
+    cached = enc._cache[2]
+    enc(Data(x=data.x.flip(0), edge_index=data.edge_index))  # corruption: same graph
+    assert enc._cache[2] is cached
+    enc(Data(x=data.x, edge_index=data.edge_index[:, :10]))  # dropped edges: recomputed
+    assert enc._cache[2] is not cached and enc._cache[2].shape[1] < cached.shape[1]
+
+
+def test_graph_readouts_and_gin() -> None:
+    batch = Batch.from_data_list([_graph(7, 0), _graph(9, 1), _graph(4, 2)])
+    h = torch.randn(20, 3)
+    assert torch.allclose(readout(h, batch.batch, "sum")[1], h[7:16].sum(0))
+    assert readout(h, None, "mean").shape == (1, 3)
+    with pytest.raises(ValueError, match="readout must be"):
+        readout(h, None, "median")
+    gin = GIN(5, 16, num_layers=3)
+    assert gin(batch).shape == (3, 48) and gin.out_dim == 48
+    nodes = GIN(5, 16, num_layers=3, jk="last", readout=None)
+    assert nodes(batch).shape == (20, 16)
+    assert GCN(5, 6, readout="mean")(batch).shape == (3, 6)
+    gin.eval()  # a graph's embedding does not depend on the other graphs in its batch
+    alone = gin(Batch.from_data_list([_graph(9, 1)]))
+    assert torch.allclose(gin(batch)[1], alone[0], atol=1e-5)
