@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from mmssl.core.data import DataBundle
 from mmssl.core.method import TwoViewMethod
 from mmssl.core.objectives import nt_xent
-from mmssl.core.registry import register
+from mmssl.core.registry import register, resolve_callable
 from mmssl.graph.augment import GraphViews
 from mmssl.graph.encoders import GCN, GIN
 
@@ -66,7 +66,7 @@ class GraphTwoView(TwoViewMethod):
     def __init__(
         self,
         encoder: nn.Module,
-        objective: Callable[[Tensor, Tensor], Tensor] | None = None,
+        objective: Callable[[Tensor, Tensor], Tensor] | str | None = None,
         views: Callable[[Any], tuple[Any, Any]] | None = None,
         projector: nn.Module | None = None,
         *,
@@ -77,6 +77,7 @@ class GraphTwoView(TwoViewMethod):
     ) -> None:
         if objective is None:
             objective = functools.partial(nt_xent, temperature=temperature)
+        objective = resolve_callable(objective)
         if projector is None and dim is not None:
             projector = nn.Sequential(
                 nn.Linear(dim, proj_dim), nn.ELU(), nn.Linear(proj_dim, proj_dim)

@@ -7,7 +7,6 @@ same from the command line.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -17,23 +16,9 @@ from torch import Tensor, nn
 from mmssl.core.data import DataBundle
 from mmssl.core.method import TwoViewMethod
 from mmssl.core.objectives import nt_xent
-from mmssl.core.registry import register
+from mmssl.core.registry import register, resolve_callable
 from mmssl.vision.augment import Normalize, SimCLRAugment
 from mmssl.vision.encoders import build_encoder
-
-
-def resolve_objective(objective: Callable[..., Tensor] | str | None) -> Callable[..., Tensor]:
-    """A callable as is; ``"package.module:function"`` imported; ``None`` -> ``nt_xent``."""
-    if objective is None:
-        return nt_xent
-    if isinstance(objective, str):
-        module, _, attr = (
-            objective.rpartition(":") if ":" in objective else objective.rpartition(".")
-        )
-        if not module:
-            raise ValueError(f"objective {objective!r}: give it as 'package.module:function'")
-        return getattr(importlib.import_module(module), attr)
-    return objective
 
 
 def augment_for(data: DataBundle, seed: int | None = None, **overrides: Any) -> SimCLRAugment:
@@ -113,4 +98,4 @@ class TwoView(TwoViewMethod):
         """Small encoder, SimCLR views for ``data``; ``augment`` overrides :class:`SimCLRAugment`."""
         enc = build_encoder(encoder, data.info.get("in_channels", 3))
         views = augment_for(data, seed, **augment)
-        return cls(enc, resolve_objective(objective), views, proj_dim=proj_dim)
+        return cls(enc, resolve_callable(objective or nt_xent), views, proj_dim=proj_dim)
