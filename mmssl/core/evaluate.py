@@ -156,18 +156,17 @@ def linear_probe(
             opt.step()
         with torch.no_grad():
             val_loss = float(F.cross_entropy(clf(xva), yva))
-        if val_loss < best_loss:  # early stopping on the validation loss, not its coarse accuracy
-            best_loss, best_state, best_epoch, waited = (
-                val_loss,
-                copy.deepcopy(clf.state_dict()),
-                epoch + 1,
-                0,
-            )
+        if patience is None:  # a fixed number of epochs: keep the last weights
+            best_epoch = epoch + 1
+        elif val_loss < best_loss:  # early stopping on the validation loss, not its coarse accuracy
+            best_loss, best_epoch, waited = val_loss, epoch + 1, 0
+            best_state = copy.deepcopy(clf.state_dict())
         else:
             waited += 1
             if waited >= patience:
                 break
-    clf.load_state_dict(best_state)
+    if best_state is not None:
+        clf.load_state_dict(best_state)
     return {"val_acc": acc(xva, yva), "test_acc": acc(xte, yte), "epochs": best_epoch}
 
 
@@ -243,8 +242,25 @@ def run_probe(
         )
     if protocol == "knn":
         return {"knn": {"top1": knn_top1(*feats["train"], *feats["test"], **{"k": knn_k, **opts})}}
-    return {
-        "linear": linear_probe(
-            feats["train"], feats["test"], feats.get("val"), device=device, seed=seed, **opts
-        )
-    }
+    return {"linear": _linear_with_grid(feats, device=device, seed=seed, **opts)}
+
+
+def _linear_with_grid(
+    feats: dict[str, tuple[Tensor, Tensor]],
+    *,
+    grid: dict[str, list[Any]] | None = None,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """The linear probe; with ``grid``, every combination is trained and the one with the best
+    validation accuracy is reported (its settings included), so the test split picks nothing."""
+    combos: list[dict[str, Any]] = [{}]
+    for key, values in (grid or {}).items():
+        combos = [{**c, key: v} for c in combos for v in values]
+    best: dict[str, float] | None = None
+    for combo in combos:
+        res = linear_probe(feats["train"], feats["test"], feats.get("val"), **{**kwargs, **combo})
+        res.update({k: float(v) for k, v in combo.items()})
+        if best is None or res["val_acc"] > best["val_acc"]:
+            best = res
+    assert best is not None
+    return best

@@ -280,9 +280,15 @@ def _node_bundle(
             masks = {s: getattr(data, f"{s}_mask").bool() for s in ("train", "val", "test")}
         else:
             masks = stratified_masks(y, split, generator=torch.Generator().manual_seed(seed))
-        # DGI's node-classification protocol: logistic regression on raw embeddings, Adam
-        # lr 0.01, a fixed 100 epochs (Velickovic et al. 2019, section 4.3).
-        dgi_probe = {"standardize": False, "lr": 0.01, "epochs": 100, "patience": None}
+        # DGI's node-classification protocol: logistic regression on the raw embeddings, Adam
+        # lr 0.01 for a fixed number of epochs (Velickovic et al. 2019, section 4.3), with the
+        # weight decay and length chosen on the validation split.
+        dgi_probe = {
+            "standardize": False,
+            "lr": 0.01,
+            "patience": None,
+            "grid": {"weight_decay": [0.0, 1e-5, 1e-4, 1e-3], "epochs": [100, 300]},
+        }
         probe = ProbeData(
             splits={"all": [(graph, y)]},
             protocol="linear",

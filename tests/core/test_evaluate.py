@@ -96,3 +96,26 @@ def test_run_probe_transductive_masks_and_errors():
     )
     with pytest.raises(DataError, match="unlabelled"):
         run_probe(Identity(), unlabelled, "knn")
+
+
+def test_fixed_length_probe_and_grid_chosen_on_validation():
+    (xtr, ytr), (xva, yva), (xte, yte) = blobs(200, 3), blobs(60, 3), blobs(200, 3)
+    res = linear_probe(
+        (xtr, ytr), (xte, yte), (xva, yva), epochs=7, patience=None, standardize=False
+    )
+    assert res["epochs"] == 7
+    masks = {
+        "train": torch.zeros(460, dtype=torch.bool),
+        "val": torch.zeros(460, dtype=torch.bool),
+        "test": torch.zeros(460, dtype=torch.bool),
+    }
+    masks["train"][:200], masks["val"][200:260], masks["test"][260:] = True, True, True
+    probe = ProbeData(
+        splits={"all": [(torch.cat([xtr, xva, xte]), torch.cat([ytr, yva, yte]))]},
+        masks=masks,
+        options={
+            "linear": {"patience": None, "grid": {"weight_decay": [0.0, 10.0], "epochs": [5, 50]}}
+        },
+    )
+    res = run_probe(Identity(), probe)["linear"]
+    assert res["weight_decay"] == 0.0 and res["test_acc"] > 0.9  # huge decay loses on validation

@@ -68,6 +68,7 @@ class DGI(Method):
         "weight_decay": 0.0,
         "batch_size": 0,
         "warmup_epochs": 0,
+        "schedule": "constant",  # the paper and PyG keep Adam at a fixed 1e-3
         "patience": 20,
     }
 
