@@ -91,5 +91,5 @@ def test_two_view_build_with_objective_path(digits):
     assert m.views.min_scale == 0.5 and m.views.hflip_prob == 0.0  # digits' own hint kept
     losses = _losses(m, next(iter(digits.train)), steps=4)
     assert losses[-1] < losses[0]
-    with pytest.raises(ValueError, match="package.module:function"):
+    with pytest.raises(ValueError, match="module:function"):
         TwoView.build(digits, objective="nt_xent")
