@@ -27,7 +27,7 @@ def test_two_view_takes_any_objective_and_learns():
     first = None
     for _ in range(20):
         loss = m(m.augment(x))
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
