@@ -39,20 +39,7 @@ class SimCLR(TwoView):
 
     family: ClassVar[str] = "contrastive"
     kind: ClassVar[str] = "instance-instance/discrimination"
-    # The paper trains CIFAR-10 for hundreds of epochs with LARS at large batch (weight decay
-    # 1e-6). Cut to a CPU budget: 8 epochs of batch 256 with AdamW and a cosine schedule, which
-    # on a 10k-image CIFAR-10 subset with the small encoder lifts kNN top-1 from 25.8 (random
-    # init) to 40+. For ResNet-18 on a GPU use lightly's recipe: 200 epochs, batch 256, SGD
-    # lr 0.06 * batch / 256, weight decay 5e-4.
-    defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 8,
-        "batch_size": 256,
-        "optimizer": "adamw",
-        "lr": 2e-3,
-        "weight_decay": 1e-4,
-        "warmup_epochs": 0.0,
-        "schedule": "cosine",
-    }
+    # defaults: inherited from TwoView (SimCLR's recipe cut to a CPU budget; see there)
 
     def __init__(
         self,
