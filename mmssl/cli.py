@@ -138,6 +138,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.add_argument("--modality", choices=("vision", "text", "graph"))
+
+    be = sub.add_parser(
+        "bench",
+        help="compare every method of each modality at the same budget",
+        description="Pretrain every registered method of each modality with one encoder and one "
+        "budget over several seeds, probe them the same way next to two baselines (the encoder "
+        "at random init, and raw pixels / TF-IDF / raw node features), and write results.json, "
+        "report.md (tables by family and kind, which family wins) and plots/. Finished cells "
+        "are kept: rerunning an interrupted bench continues where it stopped.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    budget = be.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--quick",
+        dest="suite",
+        action="store_const",
+        const="quick",
+        help="the CPU budget (about 30 minutes for all three modalities on 2 cores)",
+    )
+    budget.add_argument(
+        "--full", dest="suite", action="store_const", const="full", help="the one-GPU budget"
+    )
+    budget.add_argument("--config", dest="suite", help="a YAML suite (same shape as the built-ins)")
+    be.add_argument(
+        "--modality", action="append", choices=("vision", "text", "graph"), help="repeatable"
+    )
+    be.add_argument("--methods", help="comma-separated method names (default: all registered)")
+    be.add_argument("--seeds", type=int, help="seeds per method (default: the suite's)")
+    be.add_argument("--out", default="bench", help="the bench folder")
+    be.add_argument(
+        "--data-root",
+        default=os.environ.get("MMSSL_DATA"),
+        help="folder holding the datasets (default: $MMSSL_DATA)",
+    )
+    be.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from finished cells"
+    )
     return p
 
 
@@ -239,6 +276,31 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from mmssl.bench import load_suite, report, run_bench
+
+    suite = load_suite(args.suite or "quick")
+    if args.report_only:
+        summary = report(args.out, suite)
+    else:
+        summary = run_bench(
+            suite,
+            args.out,
+            data_root=args.data_root,
+            modalities=args.modality,
+            methods=args.methods.split(",") if args.methods else None,
+            seeds=args.seeds,
+        )
+    failed = [f"{r['modality']}/{r['method']}" for r in summary["rows"] if r["failed"]]
+    print(f"report: {Path(args.out) / 'report.md'}")
+    if failed:
+        print(
+            f"mmssl: {len(failed)} methods had failed cells: {', '.join(failed)}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from mmssl.core.data import DataError
@@ -247,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list(args)
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "probe":
             from mmssl.pretrain import probe_run
 

@@ -143,6 +143,7 @@ def pretrain(
         "family": cls.family,
         "kind": cls.kind,
         "dataset": data.name,
+        "probe_dataset": data.info.get("probe_data", data.name),
         "seed": seed,
         "epochs": summary["epochs"],
         "steps": summary["steps"],
@@ -150,6 +151,7 @@ def pretrain(
         "train_seconds": round(summary["train_seconds"], 2),
         "peak_memory_mb": round(summary["peak_memory_mb"], 1),
         "device": str(trainer.device),
+        "encoder_params": sum(p.numel() for p in getattr(method, "encoder", method).parameters()),
         "probe": {},
     }
     evaluation = method.evaluate(data)
@@ -175,13 +177,9 @@ def pretrain(
     return results
 
 
-def probe_run(
-    run_dir: str | Path, protocol: str | None = None, *, device: str | None = None
-) -> dict[str, Any]:
-    """Probe the encoder of a finished (or interrupted) run again, with any protocol.
-
-    Rebuilds the method from the run's ``config.yaml`` and loads ``checkpoints/latest.pt``.
-    """
+def load_run(run_dir: str | Path) -> tuple[Method, DataBundle, dict[str, Any]]:
+    """Rebuild a run's method from its ``config.yaml`` with ``checkpoints/latest.pt`` loaded,
+    and its data; returns ``(method, data, config)``."""
     run = Path(run_dir)
     cfg_path, ckpt = run / "config.yaml", run / "checkpoints" / "latest.pt"
     if not cfg_path.is_file() or not ckpt.is_file():
@@ -189,13 +187,24 @@ def probe_run(
             f"{run} is not a run folder (needs config.yaml and checkpoints/latest.pt)"
         )
     cfg = yaml.safe_load(cfg_path.read_text())
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = load_data(
         cfg["modality"], cfg["data"], cfg["data_root"], seed=cfg["seed"], **cfg["data_options"]
     )
-    if data.probe is None:
-        raise ValueError(f"dataset {data.name!r} of run {run} has no labels to probe")
     torch.manual_seed(cfg["seed"])
     method = registry.get(cfg["modality"], cfg["method"]).build(data, **cfg["method_options"])
     method.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["method"])
+    return method, data, cfg
+
+
+def probe_run(
+    run_dir: str | Path, protocol: str | None = None, *, device: str | None = None
+) -> dict[str, Any]:
+    """Probe the encoder of a finished (or interrupted) run again, with any protocol.
+
+    Rebuilds the method from the run's ``config.yaml`` and loads ``checkpoints/latest.pt``.
+    """
+    method, data, cfg = load_run(run_dir)
+    if data.probe is None:
+        raise ValueError(f"dataset {data.name!r} of run {run_dir} has no labels to probe")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return run_probe(method.to(dev), data.probe, protocol, device=dev, seed=cfg["seed"])

@@ -1,0 +1,449 @@
+"""``mmssl bench``: every registered method of a modality, one encoder, one budget, one report.
+
+A suite is, per modality, a dataset, the training settings every method shares (the budget:
+steps x batch size), the encoder options every method's ``build`` gets, the probe and the seeds.
+Each (method, seed) is a *cell*: an ordinary run folder ``<out>/<modality>/<method>/seed<N>``
+made by :func:`mmssl.pretrain.pretrain`, so a cell can be inspected, probed again or resumed
+like any run. A cell with a ``results.json`` is done and is never rerun; a cell with
+checkpoints and no results resumes from them. Two baselines are cells too: ``random-init``
+(the suite's encoder, untrained, same probe) and ``classical`` (raw pixels, TF-IDF over the
+tokens, or raw node features pooled per graph).
+
+:func:`report` reads the cells back and writes ``results.json``, ``report.md`` (tables grouped
+by family and kind, and which family wins) and PNG plots (see :mod:`mmssl.bench_plots`).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import math
+import os
+import statistics
+import time
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from mmssl.core import registry
+from mmssl.core.data import ProbeData
+from mmssl.core.evaluate import run_probe
+from mmssl.core.method import Method
+
+__all__ = ["SUITES", "BASELINES", "load_suite", "primary_metric", "report", "run_bench"]
+
+BASELINES = ("random-init", "classical")
+# Generic carriers for a user's objective, not methods with a paper of their own.
+SKIP = {"two-view"}
+
+# Budgets. ``quick`` is sized to finish for all three modalities in about 30 minutes on a
+# 2-core CPU; ``full`` is sized for one GPU. ``train`` overrides every method's own defaults
+# so that all methods get the same steps and batch size; ``method_options`` fix the encoder
+# (passed to a method's ``build`` when it accepts the option); ``per_method`` adds options for
+# one method only (for example a structure-only method's own input features).
+SUITES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "graph": {
+            "data": "cora",
+            "train": {"max_steps": 100, "patience": None},
+            "method_options": {},
+            "seeds": 3,
+            "probe": None,
+            "reference": "dgi",
+        },
+        "text": {
+            "data": "mr",
+            "train": {"max_steps": 150, "batch_size": 64, "warmup_epochs": 0},
+            "method_options": {"size": "tiny"},
+            "seeds": 3,
+            "probe": None,
+            "reference": "mlm",
+        },
+        "vision": {
+            "data": "digits",
+            "train": {"max_steps": 60, "batch_size": 128, "warmup_epochs": 0},
+            "method_options": {"encoder": "small"},
+            "seeds": 3,
+            "probe": "knn",
+            "reference": "simclr",
+        },
+    },
+    "full": {
+        "graph": {
+            "data": "cora",
+            "train": {"epochs": 500, "patience": None},
+            "method_options": {},
+            "seeds": 5,
+            "probe": None,
+            "reference": "dgi",
+        },
+        "text": {
+            "data": "mr+subj+brown",
+            "train": {"epochs": 20, "batch_size": 128},
+            "method_options": {"size": "mini"},
+            "seeds": 3,
+            "probe": None,
+            "reference": "mlm",
+        },
+        "vision": {
+            "data": "cifar10",
+            "train": {"epochs": 200, "batch_size": 128, "precision": "bf16"},
+            "method_options": {"encoder": "resnet18"},
+            "seeds": 3,
+            "probe": "knn",
+            "reference": "simclr",
+        },
+    },
+}
+
+
+def load_suite(name_or_path: str) -> dict[str, dict[str, Any]]:
+    """A built-in budget (``quick``, ``full``) or a YAML file of the same shape."""
+    if name_or_path in SUITES:
+        return copy.deepcopy(SUITES[name_or_path])
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"bench config {name_or_path!r} is neither {' nor '.join(SUITES)} nor a YAML file"
+        )
+    suite = yaml.safe_load(path.read_text()) or {}
+    bad = set(suite) - set(registry.MODALITIES)
+    if bad or not suite:
+        raise ValueError(
+            f"bench config {path}: top-level keys must be modalities "
+            f"({', '.join(registry.MODALITIES)}), got {sorted(suite) or 'nothing'}"
+        )
+    return suite
+
+
+def _accepted(cls: type[Method], options: dict[str, Any]) -> dict[str, Any]:
+    """The options ``cls.build`` accepts (all of them when it takes ``**kwargs``)."""
+    params = inspect.signature(cls.build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- classical baselines
+
+
+class RawFeatures(Method):
+    """The classical baseline as a method with nothing to train: raw pixels (vision), TF-IDF of
+    the tokens (text), raw node features, mean- and sum-pooled per graph (graph-level)."""
+
+    family = "baseline"
+    kind = "classical"
+
+    def __init__(self, modality: str, vocab_size: int = 0) -> None:
+        super().__init__()
+        self.modality_name = modality
+        self.vocab_size = vocab_size
+        self.register_buffer("idf", torch.ones(max(vocab_size, 1)))
+
+    def _counts(self, inputs: dict[str, Tensor]) -> Tensor:
+        ids = inputs["input_ids"]
+        ids = ids.reshape(ids.shape[0], -1)  # (B, T) or (B, C*T) for chunked documents
+        counts = torch.zeros(ids.shape[0], self.vocab_size, device=ids.device)
+        counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=counts.dtype))  # (B, V)
+        counts[:, :5] = 0  # special tokens ([PAD], [UNK], [CLS], [SEP], [MASK])
+        return counts
+
+    def fit_idf(self, probe: ProbeData) -> None:
+        df = torch.zeros(self.vocab_size)
+        n = 0
+        for batches in probe.splits.values():
+            for inputs, _ in batches:
+                df += (self._counts(inputs) > 0).float().sum(0)
+                n += int(inputs["input_ids"].shape[0])
+        self.idf = torch.log((1 + n) / (1 + df)) + 1  # (V,) smoothed, as scikit-learn's
+
+    @torch.no_grad()
+    def embed(self, inputs: Any) -> Tensor:
+        if self.modality_name == "vision":
+            return inputs.float().flatten(1) / 255.0  # (B, C*H*W)
+        if self.modality_name == "text":
+            tf = torch.log1p(self._counts(inputs)) * self.idf.to(inputs["input_ids"].device)
+            return torch.nn.functional.normalize(tf, dim=1)  # (B, V)
+        x = inputs.x.float()  # (N, F)
+        graph = getattr(inputs, "batch", None)
+        if graph is None:
+            return x
+        from mmssl.graph.encoders import readout
+
+        g = inputs.num_graphs
+        return torch.cat([readout(x, graph, "mean", g), readout(x, graph, "sum", g)], 1)
+
+
+# ---------------------------------------------------------------- running the cells
+
+
+def _cell_config(
+    modality: str, spec: dict[str, Any], method: str, seed: int, data_root: str | None
+) -> dict[str, Any]:
+    from mmssl.pretrain import resolve_config
+
+    cls = registry.get(modality, method)
+    options = {**spec.get("method_options", {}), **spec.get("per_method", {}).get(method, {})}
+    cfg = resolve_config(
+        modality,
+        method,
+        data=spec.get("data"),
+        data_root=data_root,
+        seed=seed,
+        train={**spec.get("train", {}), "progress": False},
+        method_options=_accepted(cls, options),
+        data_options=dict(spec.get("data_options", {})),
+        probe=spec.get("probe"),
+        baseline=False,
+    )
+    return cfg
+
+
+def _run_baseline(
+    modality: str, spec: dict[str, Any], which: str, seed: int, data_root: str | None, out: Path
+) -> dict[str, Any]:
+    from mmssl.core.trainer import seed_everything
+    from mmssl.pretrain import load_data
+
+    seed_everything(seed)
+    data_opts = dict(spec.get("data_options", {}))
+    if "batch_size" in spec.get("train", {}):
+        data_opts.setdefault("batch_size", spec["train"]["batch_size"])
+    data = load_data(modality, spec.get("data"), data_root, seed=seed, **data_opts)
+    if data.probe is None:
+        raise ValueError(f"{modality} bench data {spec.get('data')!r} has no labels to probe")
+    if which == "random-init":
+        ref = spec.get("reference")
+        cls = registry.get(modality, ref)
+        torch.manual_seed(seed)
+        method: nn.Module = cls.build(data, **_accepted(cls, spec.get("method_options", {})))
+        family, kind = "baseline", f"random init ({ref}'s encoder)"
+    else:
+        method = RawFeatures(modality, int(data.info.get("vocab_size", 0)))
+        if modality == "text":
+            method.fit_idf(data.probe)
+        family, kind = "baseline", "classical"
+    t0 = time.perf_counter()
+    probe = run_probe(method, data.probe, spec.get("probe"), seed=seed)
+    results = {
+        "method": which,
+        "modality": modality,
+        "family": family,
+        "kind": kind,
+        "dataset": data.name,
+        "seed": seed,
+        "epochs": 0,
+        "steps": 0,
+        "train_seconds": 0.0,
+        "peak_memory_mb": 0.0,
+        "probe": probe,
+        "probe_seconds": round(time.perf_counter() - t0, 2),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "results.json", results)
+    return results
+
+
+def run_bench(
+    suite: dict[str, dict[str, Any]],
+    out: str | Path,
+    *,
+    data_root: str | None = None,
+    modalities: Iterable[str] | None = None,
+    methods: Iterable[str] | None = None,
+    seeds: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Run every missing cell of ``suite`` under ``out``, then write the report.
+
+    A cell that fails is recorded in its folder's ``error.txt`` and in the report; the others go
+    on. Finished cells (with ``results.json``) are skipped, so an interrupted bench resumes.
+    """
+    from mmssl.pretrain import pretrain
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = list(modalities or suite)
+    wanted = set(methods) if methods else None
+    for modality in chosen:
+        if modality not in suite:
+            raise ValueError(f"the bench config has no {modality!r} section ({', '.join(suite)})")
+        spec = suite[modality]
+        names = [n for n in registry.available(modality)[modality] if n not in SKIP] + list(
+            BASELINES
+        )
+        if wanted:
+            names = [n for n in names if n in wanted]
+        n_seeds = seeds or int(spec.get("seeds", 3))
+        cells = [(name, seed) for seed in range(n_seeds) for name in names]
+        for i, (name, seed) in enumerate(cells, 1):
+            cell = out / modality / name / f"seed{seed}"
+            if (cell / "results.json").is_file():
+                continue
+            t0 = time.perf_counter()
+            log(f"[{modality} {i}/{len(cells)}] {name} seed {seed} ...")
+            try:
+                if name in BASELINES:
+                    _run_baseline(modality, spec, name, seed, data_root, cell)
+                else:
+                    cfg = _cell_config(modality, spec, name, seed, data_root)
+                    resume = (cell / "checkpoints" / "latest.pt").is_file()
+                    pretrain(cfg, cell, resume=resume)
+                (cell / "error.txt").unlink(missing_ok=True)
+                log(f"    done in {time.perf_counter() - t0:.0f} s")
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # one failing method must not sink the suite
+                cell.mkdir(parents=True, exist_ok=True)
+                (cell / "error.txt").write_text(traceback.format_exc())
+                log(f"    FAILED: {type(err).__name__}: {err}")
+    return report(out, suite)
+
+
+# ---------------------------------------------------------------- the report
+
+PREFER = ("test_acc", "top1", "acc", "accuracy", "test_auc")
+
+
+def primary_metric(probe: dict[str, Any]) -> tuple[str, float] | None:
+    """The probe's headline number, e.g. ``("linear.test_acc", 0.82)``."""
+    flat = {
+        f"{proto}.{k}": float(v)
+        for proto, metrics in probe.items()
+        if isinstance(metrics, dict)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float))
+    }
+    for want in PREFER:
+        for key, value in flat.items():
+            if key.endswith("." + want):
+                return key, value
+    return None
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    """One row per (modality, method): the cells' results, aggregated over seeds."""
+    rows = []
+    for modality_dir in sorted(out / m for m in registry.MODALITIES if (out / m).is_dir()):
+        for method_dir in sorted(p for p in modality_dir.iterdir() if p.is_dir()):
+            cells = [
+                json.loads(p.read_text()) for p in sorted(method_dir.glob("seed*/results.json"))
+            ]
+            errors = sorted(p.parent.name for p in method_dir.glob("seed*/error.txt"))
+            if not cells and not errors:
+                continue
+            metric_name, values = None, []
+            for c in cells:
+                m = primary_metric(c.get("probe", {}))
+                if m:
+                    metric_name, _ = m
+                    values.append(m[1])
+            first = cells[0] if cells else {}
+            mean, std = _mean_std(values)
+            rows.append(
+                {
+                    "modality": modality_dir.name,
+                    "method": method_dir.name,
+                    "family": first.get("family", "?"),
+                    "kind": first.get("kind", "?"),
+                    "metric": metric_name,
+                    "mean": mean,
+                    "std": std,
+                    "values": values,
+                    "seeds": len(values),
+                    "failed": errors,
+                    "train_seconds": _mean_std([c["train_seconds"] for c in cells])[0],
+                    "peak_memory_mb": _mean_std([c["peak_memory_mb"] for c in cells])[0],
+                    "steps": first.get("steps"),
+                    "eval": first.get("eval"),
+                }
+            )
+    return rows
+
+
+def _fmt(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "failed"
+    scale = 100.0 if mean <= 1.0 else 1.0
+    return f"{mean * scale:.1f} ± {std * scale:.1f}"
+
+
+def _winner(rows: list[dict[str, Any]]) -> str:
+    """Which family wins: the best method of each family, and the gap between them."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["family"] == "baseline" or math.isnan(r["mean"]):
+            continue
+        if r["family"] not in best or r["mean"] > best[r["family"]]["mean"]:
+            best[r["family"]] = r
+    if not best:
+        return "no method finished."
+    ranked = sorted(best.values(), key=lambda r: -r["mean"])
+    top = ranked[0]
+    text = f"**{top['family']}** wins with {top['method']} ({_fmt(top['mean'], top['std'])})"
+    for other in ranked[1:]:
+        gap = (top["mean"] - other["mean"]) * (100 if top["mean"] <= 1 else 1)
+        noise = max(top["std"], other["std"]) * (100 if top["mean"] <= 1 else 1)
+        verdict = "beyond" if gap > 2 * noise else "within"
+        text += (
+            f"; the best {other['family']} method, {other['method']}, is {gap:.1f} points "
+            f"behind ({verdict} twice the seed std)"
+        )
+    return text + "."
+
+
+def report(out: str | Path, suite: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Aggregate the cells under ``out`` into ``results.json``, ``report.md`` and plots."""
+    from mmssl import bench_plots
+
+    out = Path(out)
+    rows = collect(out)
+    lines = ["# mmssl bench report", ""]
+    if suite:
+        lines += ["Budgets (shared by every method of a modality):", ""]
+        for modality, spec in suite.items():
+            lines.append(
+                f"- **{modality}**: data `{spec.get('data')}`, training `{spec.get('train')}`, "
+                f"encoder `{spec.get('method_options')}`, probe `{spec.get('probe') or 'default'}`"
+            )
+        lines.append("")
+    for modality in sorted({r["modality"] for r in rows}):
+        mrows = [r for r in rows if r["modality"] == modality]
+        metric = next((r["metric"] for r in mrows if r["metric"]), "?")
+        lines += [f"## {modality}", "", f"Probe metric: `{metric}` (mean ± std over seeds).", ""]
+        lines.append(_winner(mrows))
+        lines += ["", "| family | kind | method | probe | seeds | train s | peak MB |"]
+        lines.append("|---|---|---|---|---|---|---|")
+        order = {"generative": 0, "contrastive": 1, "generative-contrastive": 2, "baseline": 3}
+        for r in sorted(mrows, key=lambda r: (order.get(r["family"], 9), r["kind"], -r["mean"])):
+            fail = f" ({len(r['failed'])} failed)" if r["failed"] else ""
+            lines.append(
+                f"| {r['family']} | {r['kind']} | {r['method']} | {_fmt(r['mean'], r['std'])}"
+                f"{fail} | {r['seeds']} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f} |"
+            )
+        lines.append("")
+    plots = bench_plots.make_all(out, rows)
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in plots] + [""]
+    (out / "report.md").write_text("\n".join(lines))
+    summary = {"suite": suite, "rows": rows}
+    _write_json(out / "results.json", summary)
+    return summary
