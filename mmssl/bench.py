@@ -51,6 +51,7 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "graph": {
             "data": "cora",
+            "data_options": {"task": "node"},
             "train": {"max_steps": 100, "patience": None},
             "method_options": {},
             "seeds": 3,
@@ -77,6 +78,7 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "graph": {
             "data": "cora",
+            "data_options": {"task": "node"},
             "train": {"epochs": 500, "patience": None},
             "method_options": {},
             "seeds": 5,

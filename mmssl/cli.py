@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_METHOD = {"vision": "simclr", "text": "mlm", "graph": "dgi"}
-PROBES = ("linear", "knn", "logreg-cv", "svm-cv", "none")
+PROBES = ("linear", "knn", "logreg-cv", "svm-cv", "link", "none")
 
 
 def _key_value(text: str) -> tuple[str, Any]:

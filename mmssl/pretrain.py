@@ -53,13 +53,15 @@ def resolve_config(
 ) -> dict[str, Any]:
     """Merge the trainer's defaults, the method's paper defaults and the user's settings."""
     cls = registry.get(modality, method)
-    merged = {**cls.defaults, **{k: v for k, v in (train or {}).items() if v is not None}}
+    defaults = dict(cls.defaults)
+    method_data_opts = dict(defaults.pop("data_options", {}))  # e.g. VGAE's link-prediction task
+    merged = {**defaults, **{k: v for k, v in (train or {}).items() if v is not None}}
     unknown = set(merged) - TRAIN_KEYS - set(DATA_KEYS)
     if unknown:
         raise ValueError(
             f"unknown training settings {sorted(unknown)}; valid: {sorted(TRAIN_KEYS)}"
         )
-    data_opts = dict(data_options or {})
+    data_opts = {**method_data_opts, **(data_options or {})}
     for key in DATA_KEYS:
         if key in merged:
             data_opts.setdefault(key, merged.pop(key))

@@ -1,6 +1,7 @@
 """Frozen-encoder evaluation: feature extraction, kNN, linear probe, cross-validated sklearn probes.
 
-Every protocol takes features and labels, so it serves images, sentences, nodes and graphs alike.
+Every protocol takes features and labels, so it serves images, sentences, nodes and graphs alike;
+the ``link`` protocol scores held-out edges of a graph by the inner product of node embeddings.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from mmssl.core.data import DataError, ProbeData, to_device
 
-PROTOCOLS = ("linear", "knn", "logreg-cv", "svm-cv")
+PROTOCOLS = ("linear", "knn", "logreg-cv", "svm-cv", "link")
 
 
 @torch.no_grad()
@@ -212,6 +213,44 @@ def svm_cv(x: Tensor, y: Tensor, *, folds: int = 10, seed: int = 0) -> dict[str,
     return _cv(SVC(kernel="linear"), x, y, folds, seed, grid)
 
 
+@torch.no_grad()
+def link_prediction(method: nn.Module, probe: ProbeData, device: Any = "cpu") -> dict[str, float]:
+    r"""Link prediction of VGAE (Kipf & Welling 2016, https://arxiv.org/abs/1611.07308).
+
+    For every split (``val``, ``test``) of ``(graph, edge_label)``, ``method.embed(graph)`` gives
+    node embeddings ``z`` ``(N, D)`` from the training edges only, and each held-out pair
+    ``(u, v)`` of ``graph.edge_label_index`` ``(2, E)`` is scored by
+    :math:`\sigma(z_u^\top z_v)`, against ``edge_label`` ``(E,)`` (1: edge, 0: non-edge). Any
+    node-level method works. The ranking metrics are computed on the logits :math:`z_u^\top z_v`:
+    the sigmoid is monotone, so AUC and AP are the same, without float32 saturating to ties.
+
+    Returns:
+        ``{"<split>_auc", "<split>_ap"}`` for every split (ROC AUC, average precision).
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    was_training = method.training
+    method.eval()
+    out: dict[str, float] = {}
+    try:
+        for split, batches in probe.splits.items():
+            scores, labels = [], []
+            for inputs, y in batches:
+                graph = to_device(inputs, device)
+                z = method.embed(graph).float()  # (N, D)
+                u, v = graph.edge_label_index  # (E,), (E,)
+                scores.append((z[u] * z[v]).sum(-1).cpu())  # (E,) logits of sigmoid(z_u . z_v)
+                labels.append(torch.as_tensor(y).cpu())
+            s, t = torch.cat(scores).numpy(), torch.cat(labels).numpy()
+            if len(np.unique(t)) != 2:
+                raise DataError(f"link split {split!r} needs both edges and non-edges")
+            out[f"{split}_auc"] = float(roc_auc_score(t, s))
+            out[f"{split}_ap"] = float(average_precision_score(t, s))
+    finally:
+        method.train(was_training)
+    return out
+
+
 def run_probe(
     method: nn.Module,
     probe: ProbeData,
@@ -230,8 +269,17 @@ def run_probe(
         raise ValueError(
             f"unknown probe protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)} or none"
         )
-    feats = extract_features(method, probe, device)
     opts = probe.options.get(protocol, {})
+    if (protocol == "link") != (probe.protocol == "link"):
+        raise DataError(
+            "the link probe needs held-out edges: load the graph with task='link' "
+            "(--data-opt task=link)"
+            if protocol == "link"
+            else f"this data was loaded for link prediction: its only probe is 'link', not {protocol!r}"
+        )
+    if protocol == "link":
+        return {"link": link_prediction(method, probe, device=device, **opts)}
+    feats = extract_features(method, probe, device)
     if protocol in ("logreg-cv", "svm-cv"):
         x, y = torch.cat([f[0] for f in feats.values()]), torch.cat([f[1] for f in feats.values()])
         fn = logreg_cv if protocol == "logreg-cv" else svm_cv

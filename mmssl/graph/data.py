@@ -7,6 +7,11 @@ with ``modality="graph"``:
   ``[graph]``, the full graph for full-batch training (or a ``NeighborLoader`` when
   ``batch_size > 0`` and ``num_neighbors`` is given); ``probe`` is transductive, one ``all``
   split ``[(graph, y)]`` cut by the ``train``/``val``/``test`` masks, protocol ``linear``.
+* **link prediction** (``task="link"``, any node-level graph): the edges are split 85/5/10
+  (:func:`link_split`, as Kipf & Welling 2016); ``train`` is ``[graph]`` holding only the
+  training edges; ``probe`` has ``val`` and ``test`` splits ``[(graph, edge_label)]`` where the
+  graph also carries ``edge_label_index`` ``(2, E)`` (PyG's convention) of held-out edges and as
+  many non-edges, protocol ``link``.
 * **graph level** (MUTAG, PROTEINS, a PyG ``Dataset`` of many graphs): ``train`` is a shuffled
   PyG ``DataLoader``; ``probe`` is one ``all`` split of ``(batch, y)``, protocol ``svm-cv``.
 
@@ -17,6 +22,7 @@ with ``modality="graph"``:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -32,11 +38,20 @@ from torch_geometric.utils import degree, to_undirected
 
 from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir, require_dir, writable_copy
 
-__all__ = ["NAMES", "degree_features", "load", "read_edge_list", "stratified_masks"]
+__all__ = [
+    "NAMES",
+    "TASKS",
+    "degree_features",
+    "link_split",
+    "load",
+    "read_edge_list",
+    "stratified_masks",
+]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 TU = {"mutag": "MUTAG", "proteins": "PROTEINS"}
 NAMES = ("karate", *PLANETOID, *TU)
+TASKS = ("node", "link")
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 _TU_FILES = ("A", "graph_indicator", "graph_labels")
 _OPTIONS = {
@@ -47,6 +62,9 @@ _OPTIONS = {
     "download",
     "num_workers",
     "normalize",
+    "task",
+    "link_split",
+    "probe_data",
 }
 _HEADER_WORDS = {"source", "target", "src", "dst", "from", "to", "u", "v", "node1", "node2"}
 
@@ -76,27 +94,48 @@ def load(
             ``num_neighbors=[25, 10]`` for mini-batch node training; ``labels=<file>`` with
             ``node label`` lines for an edge list; ``max_degree=64`` cap of the one-hot degree
             features made when a graph has none; ``normalize=True`` row-normalises Planetoid
-            features (as DGI does); ``download=True``; ``num_workers=0``.
+            features (as DGI does); ``download=True``; ``num_workers=0``;
+            ``task="link"`` for link prediction on a node-level graph (see the module doc),
+            with ``link_split=(0.85, 0.05, 0.10)`` train/val/test edge fractions;
+            ``probe_data=NAME`` (a name or path as ``name``) probes another dataset than the
+            one pretrained on: transfer, for structure-only methods such as GCC; it is loaded
+            with the same root, seed and options (``info["probe_data"]`` names it).
     """
     unknown = set(options) - _OPTIONS
     if unknown:
         raise ValueError(f"graph load: unknown options {sorted(unknown)}; use {sorted(_OPTIONS)}")
+    probe_data = options.pop("probe_data", None)
+    if probe_data is not None:
+        bundle = load(name, root, batch_size=batch_size, seed=seed, **options)
+        options.pop("num_neighbors", None)  # the probe embeds whole graphs
+        target = load(probe_data, root, seed=seed, **options)
+        if target.probe is None:
+            raise DataError(f"probe_data {probe_data!r} has no labels to probe; pick labelled data")
+        bundle.probe = target.probe
+        bundle.info.update(probe_data=target.name, probe_info=target.info)
+        return bundle
     if batch_size < 0:
         raise ValueError(f"batch_size must be >= 0, got {batch_size}")
     max_degree = int(options.get("max_degree", 64))
     split = tuple(options.get("split", (0.1, 0.1, 0.8)))
+    task = str(options.get("task", "node"))
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     node_kw = {
         "batch_size": batch_size,
         "seed": seed,
         "split": split,
         "num_neighbors": options.get("num_neighbors"),
         "max_degree": max_degree,
+        "task": task,
+        "link_fractions": tuple(options.get("link_split", (0.85, 0.05, 0.10))),
     }
     graph_kw = {
         "batch_size": batch_size or 128,
         "seed": seed,
         "max_degree": max_degree,
         "num_workers": int(options.get("num_workers", 0)),
+        "task": task,
     }
     if name is None:
         name = "karate"
@@ -259,19 +298,24 @@ def _node_bundle(
     max_degree: int,
     public: bool | None = None,
     num_classes: int | None = None,
+    task: str = "node",
+    link_fractions: tuple[float, ...] = (0.85, 0.05, 0.10),
 ) -> DataBundle:
     if data.edge_index is None:
         data.edge_index = torch.empty(2, 0, dtype=torch.long)
     if data.num_nodes is None or data.num_nodes == 0:
         raise DataError(f"{name}: the graph has no nodes; pass a graph with at least one node")
-    x = (
-        data.x
-        if data.x is not None
-        else degree_features(data.edge_index, data.num_nodes, max_degree)
-    )
-    graph = Data(x=x.float(), edge_index=data.edge_index, num_nodes=data.num_nodes)
+    edges, link = data.edge_index, None
+    if task == "link":  # message passing (and degree features) see only the training edges
+        gen = torch.Generator().manual_seed(seed)
+        link = link_split(data.edge_index, data.num_nodes, link_fractions, generator=gen)
+        edges = link["train"]
+    x = data.x if data.x is not None else degree_features(edges, data.num_nodes, max_degree)
+    graph = Data(x=x.float(), edge_index=edges, num_nodes=data.num_nodes)
     probe, y = None, getattr(data, "y", None)
-    if y is not None and y.numel() == data.num_nodes:
+    if link is not None:
+        probe = _link_probe(graph, link)
+    elif y is not None and y.numel() == data.num_nodes:
         y = y.view(-1).long()
         has_public = all(
             isinstance(getattr(data, f"{s}_mask", None), Tensor) for s in ("train", "val", "test")
@@ -318,7 +362,88 @@ def _node_bundle(
         "level": "node",
         "num_nodes": graph.num_nodes,
     }
+    if link is not None:
+        info["task"] = "link"
     return DataBundle(name=name, modality="graph", train=train, probe=probe, info=info)
+
+
+def link_split(
+    edge_index: Tensor,
+    num_nodes: int,
+    fractions: Sequence[float] = (0.85, 0.05, 0.10),
+    *,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Split a graph's edges for link prediction, the protocol of Kipf & Welling 2016
+    (https://arxiv.org/abs/1611.07308): 85% train, 5% validation, 10% test edges.
+
+    The graph is taken as undirected and without self-loops. Each edge goes to one split; val and
+    test sizes are rounded down (as the paper's code), the rest is train. Val and test get as many
+    distinct non-edges of the full graph as they have edges, drawn uniformly.
+
+    Returns:
+        ``train`` ``(2, 2 E_train)``: the training edges in both directions, the message-passing
+        graph; ``val_pos``/``test_pos`` ``(2, E_s)``: held-out edges, once each (``u < v``);
+        ``val_neg``/``test_neg`` ``(2, E_s)``: non-edges (``u < v``).
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(
+            f"link_split must be three fractions (train, val, test) summing to 1, got {fractions}"
+        )
+    und = to_undirected(edge_index, num_nodes=num_nodes)
+    und = und[:, und[0] < und[1]]  # (2, E): every edge once, self-loops dropped
+    e = und.shape[1]
+    n_val, n_test = (int(math.floor(f * e + 1e-9)) for f in fractions[1:])
+    if n_val < 1 or n_test < 1 or n_val + n_test >= e:
+        raise DataError(
+            f"a graph with {e} edges is too small for the link split {tuple(fractions)}: "
+            "give a larger graph or larger val/test fractions"
+        )
+    perm = torch.randperm(e, generator=generator)
+    neg = _non_edges(und, num_nodes, n_val + n_test, generator)  # (2, n_val + n_test)
+    return {
+        "train": to_undirected(und[:, perm[n_test + n_val :]], num_nodes=num_nodes),
+        "val_pos": und[:, perm[n_test : n_test + n_val]],
+        "val_neg": neg[:, :n_val],
+        "test_pos": und[:, perm[:n_test]],
+        "test_neg": neg[:, n_val:],
+    }
+
+
+def _non_edges(edges: Tensor, num_nodes: int, k: int, generator: torch.Generator | None) -> Tensor:
+    """``k`` distinct pairs ``u < v`` not in ``edges`` ``(2, E)`` (``u < v``), drawn uniformly."""
+    if num_nodes * (num_nodes - 1) // 2 - edges.shape[1] < k:
+        raise DataError(f"the graph has fewer than {k} non-edges to sample for the link split")
+    taken = edges[0] * num_nodes + edges[1]  # (E,) pair keys
+    keys = torch.empty(0, dtype=torch.long)
+    while keys.numel() < k:
+        u, v = torch.randint(num_nodes, (2, 2 * k), generator=generator)  # (2k,) each
+        cand = torch.minimum(u, v) * num_nodes + torch.maximum(u, v)  # (2k,)
+        keys = torch.cat([keys, cand[(u != v) & ~torch.isin(cand, taken)]])
+        uniq, inverse = torch.unique(keys, return_inverse=True)
+        first = torch.full((uniq.numel(),), keys.numel()).scatter_reduce(
+            0, inverse, torch.arange(keys.numel()), "amin"
+        )  # first position of each distinct pair: keep the draw order, not sorted order
+        keys = keys[first.sort().values]
+    keys = keys[:k]
+    return torch.stack([keys // num_nodes, keys % num_nodes])  # (2, k)
+
+
+def _link_probe(graph: Data, link: dict[str, Tensor]) -> ProbeData:
+    """``val``/``test`` splits of ``(graph, edge_label)``: the training graph carrying the
+    held-out pairs as ``edge_label_index`` ``(2, E_s)`` and their 1/0 labels ``(E_s,)``."""
+    splits = {}
+    for s in ("val", "test"):
+        pos, neg = link[f"{s}_pos"], link[f"{s}_neg"]
+        held = Data(
+            x=graph.x,
+            edge_index=graph.edge_index,
+            num_nodes=graph.num_nodes,
+            edge_label_index=torch.cat([pos, neg], dim=1),  # (2, E_s)
+            edge_label=torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]),
+        )
+        splits[s] = [(held, held.edge_label)]
+    return ProbeData(splits=splits, protocol="link")
 
 
 class _Labelled:
@@ -336,8 +461,17 @@ class _Labelled:
 
 
 def _graph_bundle(
-    name: str, ds: Dataset, *, batch_size: int, seed: int, max_degree: int, num_workers: int
+    name: str,
+    ds: Dataset,
+    *,
+    batch_size: int,
+    seed: int,
+    max_degree: int,
+    num_workers: int,
+    task: str = "node",
 ) -> DataBundle:
+    if task == "link":
+        raise DataError(f"{name}: task='link' needs one node-level graph, not a set of graphs")
     first = ds[0]
     if first.x is None:
         cap = max(

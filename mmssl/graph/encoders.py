@@ -1,10 +1,12 @@
-"""Graph encoders: GCN (Kipf & Welling 2017) and GIN (Xu et al. 2019), plus graph readouts.
+"""Graph encoders: GCN (Kipf & Welling 2017), GIN (Xu et al. 2019), GAT (Velickovic et al.
+2018) and GraphSAGE (Hamilton et al. 2017), plus graph readouts.
 
 One convention for every encoder here: ``encoder(data)`` takes a PyG ``Data`` or ``Batch``
 (``x``, ``edge_index`` and, for batches of graphs, ``batch``) and returns
 
 * node embeddings ``(N, D)`` when ``readout=None``, or
-* graph embeddings ``(num_graphs, D)`` when ``readout`` is ``"mean"``, ``"sum"`` or ``"max"``,
+* graph embeddings ``(num_graphs, D)`` when ``readout`` is ``"mean"``, ``"sum"``, ``"max"`` or
+  ``"attention"`` (a learned gate, see :class:`Readout`),
 
 with ``D = encoder.out_dim``. So a node encoder and a graph encoder both plug straight into
 ``Method.embed`` and :class:`~mmssl.core.method.TwoViewMethod`.
@@ -16,12 +18,34 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import GCNConv, GINConv, global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.nn import (
+    GATConv,
+    GCNConv,
+    GINConv,
+    SAGEConv,
+    global_add_pool,
+    global_max_pool,
+    global_mean_pool,
+)
+from torch_geometric.nn.aggr import AttentionalAggregation
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-__all__ = ["GCN", "GIN", "READOUTS", "make_activation", "readout"]
+__all__ = [
+    "ENCODERS",
+    "GAT",
+    "GCN",
+    "GIN",
+    "READOUTS",
+    "READOUT_KINDS",
+    "GraphSAGE",
+    "Readout",
+    "build_encoder",
+    "make_activation",
+    "readout",
+]
 
 READOUTS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+READOUT_KINDS = (*READOUTS, "attention")  # "attention" has parameters: use :class:`Readout`
 
 
 def readout(
@@ -32,8 +56,53 @@ def readout(
     ``batch`` ``(N,)`` gives each node's graph; ``None`` means one graph (``(1, D)``).
     """
     if kind not in READOUTS:
-        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {kind!r}")
+        hint = "; the attention readout has parameters: use Readout('attention', D)"
+        raise ValueError(
+            f"readout must be one of {', '.join(READOUTS)}, got {kind!r}"
+            + (hint if kind == "attention" else "")
+        )
     return READOUTS[kind](h, batch, num_graphs)
+
+
+class Readout(nn.Module):
+    r"""A graph readout as a module: ``(h (N, D), batch (N,) | None, num_graphs) -> (G, D)``.
+
+    ``"mean"``, ``"sum"`` and ``"max"`` are the parameter-free pools of :func:`readout`;
+    ``"attention"`` is global attention pooling (Li et al. 2016,
+    https://arxiv.org/abs/1511.05493): a learned gate scores each node and the graph embedding
+    is the softmax-weighted sum over its nodes,
+
+    .. math::
+        r_G = \sum_{i \in G} \operatorname{softmax}_{i \in G}(w^\top h_i + b)\, h_i.
+
+    Args:
+        kind: one of :data:`READOUT_KINDS`.
+        dim: ``D``, the size of the node embeddings (sizes the attention gate).
+    """
+
+    def __init__(self, kind: str, dim: int) -> None:
+        super().__init__()
+        if kind not in READOUT_KINDS:
+            raise ValueError(f"readout must be one of {', '.join(READOUT_KINDS)}, got {kind!r}")
+        self.kind = kind
+        self.attention = (
+            AttentionalAggregation(gate_nn=nn.Linear(dim, 1)) if kind == "attention" else None
+        )
+
+    def forward(self, h: Tensor, batch: Tensor | None, num_graphs: int | None = None) -> Tensor:
+        if self.attention is None:
+            return readout(h, batch, self.kind, num_graphs)  # (G, D)
+        if batch is None:
+            num_graphs = 1
+        return self.attention(h, batch, dim_size=num_graphs)  # (G, D)
+
+    def extra_repr(self) -> str:
+        return repr(self.kind)
+
+
+def _check_readout(kind: str | None) -> None:
+    if kind is not None and kind not in READOUT_KINDS:
+        raise ValueError(f"readout must be None or one of {', '.join(READOUT_KINDS)}, got {kind!r}")
 
 
 def make_activation(name: str, dim: int) -> nn.Module:
@@ -91,10 +160,7 @@ class GCN(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        if readout is not None and readout not in READOUTS:
-            raise ValueError(
-                f"readout must be None or one of {', '.join(READOUTS)}, got {readout!r}"
-            )
+        _check_readout(readout)
         dims = [in_dim] + [hidden_dim] * num_layers
         self.convs = nn.ModuleList(
             GCNConv(a, b, normalize=False) for a, b in zip(dims[:-1], dims[1:], strict=True)
@@ -104,6 +170,7 @@ class GCN(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.readout, self.add_self_loops, self.out_dim = readout, add_self_loops, hidden_dim
+        self.pool = Readout(readout, hidden_dim) if readout is not None else None
         self._cache: tuple[Tensor, int, Tensor, Tensor] | None = None
 
     def normalized_adjacency(self, edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
@@ -121,9 +188,9 @@ class GCN(nn.Module):
         ei, ew = self.normalized_adjacency(edge_index, x.shape[0])
         for conv, act in zip(self.convs, self.acts, strict=True):
             x = act(conv(self.dropout(x), ei, ew))  # (N, D)
-        if self.readout is None:
+        if self.pool is None:
             return x
-        return readout(x, batch, self.readout, num_graphs)  # (G, D)
+        return self.pool(x, batch, num_graphs)  # (G, D)
 
 
 class GIN(nn.Module):
@@ -141,7 +208,8 @@ class GIN(nn.Module):
         activation: inside each MLP and after each layer.
         batch_norm: batch-normalise every layer's output.
         jk: ``"cat"`` (concatenate every layer) or ``"last"``.
-        readout: ``"sum"`` (the papers' choice), ``"mean"``, ``"max"``, or ``None`` for nodes.
+        readout: ``"sum"`` (the papers' choice), ``"mean"``, ``"max"``, ``"attention"``, or
+            ``None`` for nodes.
         train_eps: learn :math:`\epsilon`.
     """
 
@@ -162,10 +230,7 @@ class GIN(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if jk not in ("cat", "last"):
             raise ValueError(f"jk must be 'cat' or 'last', got {jk!r}")
-        if readout is not None and readout not in READOUTS:
-            raise ValueError(
-                f"readout must be None or one of {', '.join(READOUTS)}, got {readout!r}"
-            )
+        _check_readout(readout)
         dims = [in_dim] + [hidden_dim] * num_layers
         self.convs = nn.ModuleList(
             GINConv(
@@ -182,6 +247,7 @@ class GIN(nn.Module):
         )
         self.jk, self.readout = jk, readout
         self.out_dim = hidden_dim * num_layers if jk == "cat" else hidden_dim
+        self.pool = Readout(readout, self.out_dim) if readout is not None else None
 
     def forward(self, data: Any) -> Tensor:
         """``data`` with ``x`` ``(N, F)`` -> ``(N, D)``, or ``(G, D)`` with a readout."""
@@ -191,6 +257,135 @@ class GIN(nn.Module):
             x = norm(act(conv(x, edge_index)))  # (N, hidden_dim)
             layers.append(x)
         h = torch.cat(layers, dim=1) if self.jk == "cat" else x  # (N, D)
-        if self.readout is None:
+        if self.pool is None:
             return h
-        return readout(h, batch, self.readout, num_graphs)  # (G, D)
+        return self.pool(h, batch, num_graphs)  # (G, D)
+
+
+class GAT(nn.Module):
+    r"""Graph attention network, https://arxiv.org/abs/1710.10903.
+
+    Each layer attends over the neighbours with ``heads`` independent heads whose outputs are
+    concatenated:
+    :math:`h_i' = \Vert_{k=1}^{K} \sigma(\sum_{j \in N(i) \cup \{i\}} \alpha^k_{ij} W^k h_j)`,
+    :math:`\alpha^k_{ij} = \operatorname{softmax}_j(\mathrm{LeakyReLU}(a^{k\top}[W^k h_i \Vert
+    W^k h_j]))`. The paper's Cora model: 8 heads of 8 units, ELU, dropout 0.6.
+
+    Args:
+        in_dim: input feature size ``F``.
+        hidden_dim: output size ``D`` of every layer, split over the heads (``D / heads`` each).
+        num_layers: number of attention layers.
+        heads: attention heads per layer; must divide ``hidden_dim``.
+        activation: applied after every layer (the paper: ELU).
+        dropout: dropout on every layer's input and on the attention coefficients.
+        readout: ``None`` for node embeddings ``(N, D)``, else the pooling for ``(G, D)``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int = 64,
+        num_layers: int = 2,
+        heads: int = 8,
+        activation: str = "elu",
+        dropout: float = 0.0,
+        *,
+        readout: str | None = None,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if heads < 1 or hidden_dim % heads:
+            raise ValueError(
+                f"heads must be >= 1 and divide hidden_dim, got heads={heads}, "
+                f"hidden_dim={hidden_dim}; e.g. hidden_dim=64 with heads=8"
+            )
+        _check_readout(readout)
+        dims = [in_dim] + [hidden_dim] * num_layers
+        self.convs = nn.ModuleList(
+            GATConv(a, b // heads, heads=heads, dropout=dropout)
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.acts = nn.ModuleList(
+            make_activation(activation, hidden_dim) for _ in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.readout, self.out_dim = readout, hidden_dim
+        self.pool = Readout(readout, hidden_dim) if readout is not None else None
+
+    def forward(self, data: Any) -> Tensor:
+        """``data`` with ``x`` ``(N, F)`` -> ``(N, D)``, or ``(G, D)`` with a readout."""
+        x, edge_index, batch, num_graphs = _inputs(data)
+        for conv, act in zip(self.convs, self.acts, strict=True):
+            x = act(conv(self.dropout(x), edge_index))  # (N, heads * D / heads)
+        if self.pool is None:
+            return x
+        return self.pool(x, batch, num_graphs)  # (G, D)
+
+
+class GraphSAGE(nn.Module):
+    r"""GraphSAGE, https://arxiv.org/abs/1706.02216, full-neighbourhood form.
+
+    Layer: :math:`h_i' = \sigma(W_1 h_i + W_2 \operatorname{agg}_{j \in N(i)} h_j)` with
+    ``aggr`` the mean (the paper's GraphSAGE-mean), ``"max"`` or ``"sum"``; pair it with
+    PyG's ``NeighborLoader`` for the paper's sampled neighbourhoods.
+
+    Args:
+        in_dim: input feature size ``F``.
+        hidden_dim: output size ``D`` of every layer.
+        num_layers: number of layers (the paper: 2).
+        activation: applied after every layer.
+        dropout: dropout on the input of every layer.
+        aggr: neighbour aggregation.
+        normalize: L2-normalise every layer's output (the paper's line 7 of Algorithm 1).
+        readout: ``None`` for node embeddings ``(N, D)``, else the pooling for ``(G, D)``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int = 256,
+        num_layers: int = 2,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        *,
+        aggr: str = "mean",
+        normalize: bool = False,
+        readout: str | None = None,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if aggr not in ("mean", "max", "sum"):
+            raise ValueError(f"aggr must be 'mean', 'max' or 'sum', got {aggr!r}")
+        _check_readout(readout)
+        dims = [in_dim] + [hidden_dim] * num_layers
+        self.convs = nn.ModuleList(
+            SAGEConv(a, b, aggr=aggr, normalize=normalize)
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.acts = nn.ModuleList(
+            make_activation(activation, hidden_dim) for _ in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.readout, self.out_dim = readout, hidden_dim
+        self.pool = Readout(readout, hidden_dim) if readout is not None else None
+
+    def forward(self, data: Any) -> Tensor:
+        """``data`` with ``x`` ``(N, F)`` -> ``(N, D)``, or ``(G, D)`` with a readout."""
+        x, edge_index, batch, num_graphs = _inputs(data)
+        for conv, act in zip(self.convs, self.acts, strict=True):
+            x = act(conv(self.dropout(x), edge_index))  # (N, D)
+        if self.pool is None:
+            return x
+        return self.pool(x, batch, num_graphs)  # (G, D)
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"gcn": GCN, "gin": GIN, "gat": GAT, "sage": GraphSAGE}
+
+
+def build_encoder(name: str, in_dim: int, **kwargs: Any) -> nn.Module:
+    """``build_encoder("gat", F, hidden_dim=64, heads=8)``: an encoder of :data:`ENCODERS` by name."""
+    if name not in ENCODERS:
+        raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {name!r}")
+    return ENCODERS[name](in_dim, **kwargs)

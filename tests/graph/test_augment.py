@@ -71,3 +71,45 @@ def test_graph_views_on_a_batch() -> None:
     assert not torch.equal(v1.x, v2.x) or not torch.equal(v1.edge_index, v2.edge_index)
     with pytest.raises(ValueError, match="one probability per view"):
         GraphViews(drop_edge=(0.2,))
+
+
+def test_drop_nodes_removes_nodes_with_their_edges() -> None:
+    from mmssl.graph.augment import drop_nodes
+
+    data = _graph()
+    same = drop_nodes(data, 0.0, _gen())
+    assert torch.equal(same.x, data.x) and torch.equal(same.edge_index, data.edge_index)
+    out = drop_nodes(data, 0.5, _gen())
+    assert 10 < out.x.shape[0] < 40 and out.edge_index.max() < out.x.shape[0]
+    assert out.edge_index.shape[1] < data.edge_index.shape[1] and data.x.shape[0] == 50
+    assert torch.equal(drop_nodes(data, 0.5, _gen()).x, out.x)
+    with pytest.raises(ValueError, match="node drop probability"):
+        drop_nodes(data, 1.0)
+
+
+def test_rwr_subgraph_is_an_induced_subgraph_around_the_start() -> None:
+    from torch_geometric.datasets import KarateClub
+    from torch_geometric.utils import subgraph
+
+    from mmssl.graph.augment import rwr_subgraph, rwr_subgraphs
+
+    data = KarateClub()[0]
+    subs = rwr_subgraphs(data, torch.tensor([0, 5, 33, 5]), walk_length=16, generator=_gen())
+    for sub, start in zip(subs, [0, 5, 33, 5], strict=True):
+        assert int(sub.node_ids[0]) == start and sub.num_nodes == sub.node_ids.numel() > 1
+        assert torch.equal(sub.x, data.x[sub.node_ids])
+        ref, _ = subgraph(sub.node_ids, data.edge_index, relabel_nodes=True)
+        assert {tuple(e) for e in ref.T.tolist()} == {tuple(e) for e in sub.edge_index.T.tolist()}
+        assert sub.edge_index.shape == ref.shape
+    one = rwr_subgraph(data, 5, walk_length=16, generator=_gen())
+    assert torch.equal(
+        one.node_ids, rwr_subgraph(data, 5, walk_length=16, generator=_gen()).node_ids
+    )
+    # restart after every step: the ego network's nodes only, and all of them with enough steps
+    ego = rwr_subgraph(data, 0, restart_prob=1.0, walk_length=500, generator=_gen())
+    neighbours = data.edge_index[1, data.edge_index[0] == 0]
+    assert set(ego.node_ids.tolist()) == {0, *neighbours.tolist()}
+    lonely = Data(x=torch.zeros(3, 1), edge_index=torch.tensor([[0, 1], [1, 0]]))
+    assert rwr_subgraph(lonely, 2, generator=_gen()).num_nodes == 1
+    with pytest.raises(ValueError, match="restart_prob"):
+        rwr_subgraph(data, 0, restart_prob=0.0)

@@ -53,3 +53,49 @@ def test_graph_readouts_and_gin() -> None:
     gin.eval()  # a graph's embedding does not depend on the other graphs in its batch
     alone = gin(Batch.from_data_list([_graph(9, 1)]))
     assert torch.allclose(gin(batch)[1], alone[0], atol=1e-5)
+
+
+def test_gat_and_graphsage_match_pyg_layers() -> None:
+    from torch_geometric.nn import GATConv, SAGEConv
+
+    from mmssl.graph.encoders import GAT, GraphSAGE
+
+    data = _graph()
+    gat = GAT(5, 8, num_layers=1, heads=4)
+    ref = GATConv(5, 2, heads=4)
+    ref.load_state_dict(gat.convs[0].state_dict())
+    assert torch.allclose(gat(data), torch.nn.functional.elu(ref(data.x, data.edge_index)))
+    assert gat(data).shape == (12, 8) and gat.out_dim == 8
+    sage = GraphSAGE(5, 6, num_layers=1, activation="identity")
+    ref_sage = SAGEConv(5, 6, aggr="mean")
+    ref_sage.load_state_dict(sage.convs[0].state_dict())
+    assert torch.allclose(sage(data), ref_sage(data.x, data.edge_index), atol=1e-6)
+    batch = Batch.from_data_list([_graph(7, 0), _graph(9, 1)])
+    assert GAT(5, 16, readout="sum")(batch).shape == (2, 16)
+    assert GraphSAGE(5, 16, num_layers=2, readout="max")(batch).shape == (2, 16)
+    with pytest.raises(ValueError, match="divide hidden_dim"):
+        GAT(5, 10, heads=4)
+
+
+def test_attention_readout_and_build_encoder() -> None:
+    from mmssl.graph.encoders import ENCODERS, Readout, build_encoder
+
+    batch = Batch.from_data_list([_graph(7, 0), _graph(9, 1), _graph(4, 2)])
+    h = torch.randn(20, 3)
+    pool = Readout("attention", 3)
+    torch.nn.init.zeros_(pool.attention.gate_nn.weight)  # a constant gate: the mean
+    assert torch.allclose(pool(h, batch.batch, 3), readout(h, batch.batch, "mean"), atol=1e-6)
+    torch.nn.init.normal_(pool.attention.gate_nn.weight)
+    out = pool(h, batch.batch, 3)  # a convex combination of each graph's nodes
+    assert out.shape == (3, 3) and (out[1] <= h[7:16].max(0).values + 1e-6).all()
+    assert pool(h, None).shape == (1, 3)
+    with pytest.raises(ValueError, match="use Readout"):
+        readout(h, None, "attention")
+    gin = GIN(5, 8, num_layers=2, readout="attention")
+    assert gin(batch).shape == (3, 16) and len(list(gin.pool.parameters())) == 2
+    assert GCN(5, 6, readout="attention")(batch).shape == (3, 6)
+    for name in ENCODERS:
+        enc = build_encoder(name, 5, hidden_dim=8, readout="mean")
+        assert enc(batch).shape == (3, enc.out_dim)
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        build_encoder("gpt", 5)
