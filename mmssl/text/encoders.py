@@ -3,6 +3,8 @@
 BERT: Devlin et al. 2019, https://arxiv.org/abs/1810.04805. The small sizes follow Turc et al.
 2019, "Well-Read Students Learn Better" (https://arxiv.org/abs/1908.08962): BERT-tiny 2x128,
 mini 4x256, small 4x512, base 12x768, 64 dims per attention head, feed-forward 4x wider.
+The same sizes build ALBERT, GPT-2, XLNet and ELECTRA encoders; each saves with
+``save_pretrained`` to a folder ``transformers.AutoModel.from_pretrained`` loads.
 """
 
 from __future__ import annotations
@@ -12,7 +14,18 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import BertConfig, BertModel
+from transformers import (
+    AlbertConfig,
+    AlbertModel,
+    BertConfig,
+    BertModel,
+    ElectraConfig,
+    ElectraModel,
+    GPT2Config,
+    GPT2Model,
+    XLNetConfig,
+    XLNetModel,
+)
 
 # size -> (layers, hidden width)
 SIZES: dict[str, tuple[int, int]] = {
@@ -64,6 +77,148 @@ def bert(
     return BertModel(cfg, add_pooling_layer=False)
 
 
+def _shape(size: str, head_dim: int, ffn_ratio: int, width: float = 1.0) -> dict[str, int]:
+    """Layers, width, heads and feed-forward width of a named size (``width`` scales the last three)."""
+    if size not in SIZES:
+        raise ValueError(f"unknown encoder size {size!r}: choose one of {', '.join(SIZES)}")
+    layers, hidden = SIZES[size]
+    hidden = max(head_dim, int(hidden * width))
+    return {
+        "layers": layers,
+        "hidden": hidden,
+        "heads": max(1, hidden // head_dim),
+        "ffn": ffn_ratio * hidden,
+    }
+
+
+def albert(
+    vocab_size: int,
+    size: str = "mini",
+    *,
+    max_length: int = 512,
+    pad_token_id: int = 0,
+    embedding_size: int = 128,
+    head_dim: int = 64,
+    ffn_ratio: int = 4,
+    dropout: float = 0.0,
+    **config: Any,
+) -> AlbertModel:
+    """A randomly initialised ALBERT (Lan et al. 2020, https://arxiv.org/abs/1909.11942), no pooler.
+
+    ALBERT factorises the embedding (``V x E`` then ``E x H``, ``E = 128``), shares one layer's
+    weights across all layers, and pretrains without dropout. Sizes as :func:`bert`.
+    """
+    s = _shape(size, head_dim, ffn_ratio)
+    cfg = AlbertConfig(
+        vocab_size=vocab_size,
+        embedding_size=embedding_size,
+        hidden_size=s["hidden"],
+        num_hidden_layers=s["layers"],
+        num_attention_heads=s["heads"],
+        intermediate_size=s["ffn"],
+        max_position_embeddings=max_length,
+        pad_token_id=pad_token_id,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        **config,
+    )
+    return AlbertModel(cfg, add_pooling_layer=False)
+
+
+def gpt2(
+    vocab_size: int,
+    size: str = "mini",
+    *,
+    max_length: int = 512,
+    pad_token_id: int = 0,
+    head_dim: int = 64,
+    ffn_ratio: int = 4,
+    dropout: float = 0.1,
+    **config: Any,
+) -> GPT2Model:
+    """A randomly initialised GPT-2 decoder (Radford et al. 2019), causal attention; sizes as
+    :func:`bert`."""
+    s = _shape(size, head_dim, ffn_ratio)
+    cfg = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=max_length,
+        n_embd=s["hidden"],
+        n_layer=s["layers"],
+        n_head=s["heads"],
+        n_inner=s["ffn"],
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        **{"pad_token_id": pad_token_id, "bos_token_id": None, "eos_token_id": None, **config},
+    )
+    return GPT2Model(cfg)
+
+
+def xlnet(
+    vocab_size: int,
+    size: str = "mini",
+    *,
+    pad_token_id: int = 0,
+    head_dim: int = 64,
+    ffn_ratio: int = 4,
+    dropout: float = 0.1,
+    **config: Any,
+) -> XLNetModel:
+    """A randomly initialised XLNet (Yang et al. 2019, https://arxiv.org/abs/1906.08237):
+    two-stream relative-position attention, no memory; sizes as :func:`bert`."""
+    s = _shape(size, head_dim, ffn_ratio)
+    cfg = XLNetConfig(
+        vocab_size=vocab_size,
+        d_model=s["hidden"],
+        n_layer=s["layers"],
+        n_head=s["heads"],
+        d_inner=s["ffn"],
+        dropout=dropout,
+        pad_token_id=pad_token_id,
+        mem_len=None,
+        **config,
+    )
+    return XLNetModel(cfg)
+
+
+def electra(
+    vocab_size: int,
+    size: str = "mini",
+    *,
+    max_length: int = 512,
+    pad_token_id: int = 0,
+    embedding_size: int | None = None,
+    width: float = 1.0,
+    head_dim: int = 64,
+    ffn_ratio: int = 4,
+    dropout: float = 0.1,
+    **config: Any,
+) -> ElectraModel:
+    """A randomly initialised ELECTRA encoder (Clark et al. 2020, https://arxiv.org/abs/2003.10555).
+
+    Args:
+        embedding_size: ``E`` (default: the size's width); projected to the hidden width when
+            they differ, so a narrower generator can share the discriminator's embeddings.
+        width: multiplies the hidden width, heads and feed-forward width (generator: 1/4).
+        Others as :func:`bert`.
+    """
+    s = _shape(size, head_dim, ffn_ratio, width)
+    cfg = ElectraConfig(
+        vocab_size=vocab_size,
+        embedding_size=embedding_size or SIZES[size][1],
+        hidden_size=s["hidden"],
+        num_hidden_layers=s["layers"],
+        num_attention_heads=s["heads"],
+        intermediate_size=s["ffn"],
+        max_position_embeddings=max_length,
+        pad_token_id=pad_token_id,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        **config,
+    )
+    return ElectraModel(cfg)
+
+
 def mean_pool(states: Tensor, mask: Tensor) -> Tensor:
     """Average token states over the attended positions: ``(B, T, D), (B, T) -> (B, D)``."""
     m = mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
@@ -97,9 +252,13 @@ class TextEncoder(nn.Module):
         """The input embedding table ``(V, D)`` (tied to the MLM decoder)."""
         return self.model.get_input_embeddings()
 
-    def token_states(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Last-layer token states ``(B, T, D)``."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def token_states(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, **model_kw: Any
+    ) -> Tensor:
+        """Last-layer token states ``(B, T, D)``; ``model_kw`` (``token_type_ids``, XLNet's
+        ``perm_mask`` and ``target_mapping``) go to the model as they are."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **model_kw)
+        return out.last_hidden_state
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         ids = inputs["input_ids"]
