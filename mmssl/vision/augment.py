@@ -21,6 +21,8 @@ from torch import Tensor
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "BYOLAugment",
+    "MultiCropAugment",
     "Normalize",
     "SimCLRAugment",
     "color_jitter",
@@ -29,6 +31,7 @@ __all__ = [
     "normalize",
     "random_grayscale",
     "random_resized_crop",
+    "rgb_to_lab",
     "solarize",
     "to_float",
 ]
@@ -319,6 +322,12 @@ class SimCLRAugment:
         x = random_resized_crop(
             to_float(images), self.image_size, scale=(self.min_scale, 1.0), generator=g
         )
+        return self.photometric(x, g)
+
+    def photometric(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Everything after the crop, on a float ``[0, 1]`` batch of any size: flip, colour
+        jitter, grayscale, blur, solarisation, normalisation (what multi-crop reuses)."""
+        g = generator if generator is not None else self.generator
         if self.hflip_prob > 0:
             x = horizontal_flip(x, p=self.hflip_prob, generator=g)
         if self.cj_prob > 0:
@@ -336,3 +345,145 @@ class SimCLRAugment:
     ) -> tuple[Tensor, Tensor]:
         """uint8 ``(B, C, H, W)`` -> two float views ``(B, C, S, S)``, normalised."""
         return self.view(images, generator), self.view(images, generator)
+
+
+class BYOLAugment:
+    """BYOL's asymmetric pair of views (Grill et al. 2020, https://arxiv.org/abs/2006.07733,
+    table 6): the same crop, flip, jitter and grayscale for both views, but Gaussian blur and
+    solarisation with a different probability in each.
+
+    The paper's ImageNet recipe is ``blur_probs=(1.0, 0.1)``, ``solarize_probs=(0.0, 0.2)``,
+    colour jitter 0.4/0.4/0.2/0.1 with probability 0.8. The defaults here are the CIFAR-10
+    recipe of lightly's ``BYOLTransform`` at ``input_size=32`` (``gaussian_blur=0.0``): no blur
+    at 32x32, solarisation of the second view only.
+
+    Args:
+        image_size, mean, std, seed: as :class:`SimCLRAugment`.
+        blur_probs: Gaussian-blur probability of view 1 and view 2.
+        solarize_probs: solarisation probability of view 1 and view 2.
+        cj_bright, cj_contrast, cj_sat, cj_hue: colour-jitter strengths (``cj_strength`` 1).
+        **common: any other :class:`SimCLRAugment` setting, applied to both views.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        *,
+        mean: Sequence[float] = CIFAR10_MEAN,
+        std: Sequence[float] = CIFAR10_STD,
+        blur_probs: tuple[float, float] = (0.0, 0.0),
+        solarize_probs: tuple[float, float] = (0.0, 0.2),
+        cj_bright: float = 0.4,
+        cj_contrast: float = 0.4,
+        cj_sat: float = 0.2,
+        cj_hue: float = 0.1,
+        seed: int = 0,
+        **common: object,
+    ) -> None:
+        if len(blur_probs) != 2 or len(solarize_probs) != 2:
+            raise ValueError(
+                f"blur_probs and solarize_probs need one value per view, got {blur_probs} "
+                f"and {solarize_probs}; BYOL uses (1.0, 0.1) and (0.0, 0.2)"
+            )
+        jitter = {"cj_strength": 1.0, "cj_bright": cj_bright, "cj_contrast": cj_contrast}
+        jitter |= {"cj_sat": cj_sat, "cj_hue": cj_hue}
+        self.view1, self.view2 = (
+            SimCLRAugment(
+                image_size,
+                mean=mean,
+                std=std,
+                blur_prob=blur,
+                solarize_prob=sol,
+                **jitter,
+                **common,  # type: ignore[arg-type]
+            )
+            for blur, sol in zip(blur_probs, solarize_probs, strict=True)
+        )
+        self.image_size, self.normalize = image_size, self.view1.normalize
+        self.generator = torch.Generator().manual_seed(seed)  # one stream for both views
+
+    def __call__(
+        self, images: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """uint8 ``(B, C, H, W)`` -> (view 1, view 2), float ``(B, C, S, S)``, normalised."""
+        g = generator if generator is not None else self.generator
+        return self.view1.view(images, g), self.view2.view(images, g)
+
+
+class MultiCropAugment:
+    """Multi-crop views (SwAV, Caron et al. 2020, https://arxiv.org/abs/2006.09882; DINO,
+    https://arxiv.org/abs/2104.14294) of a uint8 batch ``(B, C, H, W)``, made on its device.
+
+    ``n_global`` crops of side ``global_size`` covering ``global_scale`` of the image, then
+    ``n_local`` crops of side ``local_size`` covering ``local_scale``; each crop gets SimCLR's
+    photometric chain (:meth:`SimCLRAugment.photometric`) with its own random parameters.
+    SwAV's ImageNet recipe is 2x224 (0.14-1) + 6x96 (0.05-0.14); the defaults keep its scales
+    and counts and halve the side for the local crops: 2x32 + 6x16 on CIFAR-10.
+
+    Args:
+        global_size, local_size: output sides. n_global, n_local: crop counts (``n_global >= 1``).
+        global_scale, local_scale: crop area ranges, as fractions of the image.
+        mean, std: per-channel normalisation. seed: the augmentation's own generator.
+        **photometric: any :class:`SimCLRAugment` colour setting (``cj_strength``,
+            ``hflip_prob``, ``gray_prob``, ``blur_prob``, ``solarize_prob``, ...).
+    """
+
+    def __init__(
+        self,
+        global_size: int = 32,
+        local_size: int = 16,
+        *,
+        n_global: int = 2,
+        n_local: int = 6,
+        global_scale: tuple[float, float] = (0.14, 1.0),
+        local_scale: tuple[float, float] = (0.05, 0.14),
+        mean: Sequence[float] = CIFAR10_MEAN,
+        std: Sequence[float] = CIFAR10_STD,
+        seed: int = 0,
+        **photometric: object,
+    ) -> None:
+        if n_global < 1 or n_local < 0:
+            raise ValueError(f"need n_global >= 1 and n_local >= 0, got {n_global}, {n_local}")
+        for name, (lo, hi) in (("global_scale", global_scale), ("local_scale", local_scale)):
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"{name} must satisfy 0 < low <= high <= 1, got {(lo, hi)}")
+        self.colour = SimCLRAugment(global_size, mean=mean, std=std, **photometric)  # type: ignore[arg-type]
+        self.normalize = self.colour.normalize
+        self.crops = [(global_size, global_scale)] * n_global + [
+            (local_size, local_scale)
+        ] * n_local
+        self.n_global = n_global
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """uint8 ``(B, C, H, W)`` -> ``[(B, C, global_size, global_size)] * n_global +
+        [(B, C, local_size, local_size)] * n_local``, float and normalised, global crops first."""
+        g = generator if generator is not None else self.generator
+        x = to_float(images)
+        return [
+            self.colour.photometric(random_resized_crop(x, size, scale=scale, generator=g), g)
+            for size, scale in self.crops
+        ]
+
+
+_SRGB_TO_XYZ = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
+)
+_D65_WHITE = (0.950456, 1.0, 1.088754)
+_LAB_DELTA = 6 / 29  # CIE constant of the cube-root's linear segment
+
+
+def rgb_to_lab(x: Tensor) -> Tensor:
+    """sRGB in ``[0, 1]`` ``(B, 3, H, W)`` -> CIE Lab (D65) ``(B, 3, H, W)``: L in ``[0, 100]``,
+    a and b roughly in ``[-110, 100]`` (scikit-image's ``rgb2lab``)."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"rgb_to_lab needs RGB images (B, 3, H, W), got {tuple(x.shape)}")
+    lin = torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)  # linear RGB
+    xyz = torch.einsum("ij,bjhw->bihw", x.new_tensor(_SRGB_TO_XYZ), lin)
+    t = xyz / x.new_tensor(_D65_WHITE).view(1, 3, 1, 1)
+    d = _LAB_DELTA
+    f = torch.where(t > d**3, t.clamp_min(d**3) ** (1 / 3), t / (3 * d * d) + 4 / 29)
+    fx, fy, fz = f.unbind(1)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)

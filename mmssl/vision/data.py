@@ -38,7 +38,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir
 
-__all__ = ["ImageTensorDataset", "balanced_subset", "decode_folder", "load", "stratified_split"]
+__all__ = [
+    "ImageTensorDataset",
+    "balanced_subset",
+    "decode_folder",
+    "load",
+    "stratified_split",
+    "train_images",
+    "with_indices",
+]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _JPEG_EXTS = (".jpg", ".jpeg")
@@ -52,23 +60,60 @@ class ImageTensorDataset(Dataset):
     """uint8 images ``(N, C, H, W)`` (and labels ``(N,)``) indexed a whole batch at a time.
 
     ``__getitems__`` lets a ``DataLoader`` fetch a batch with one tensor index instead of
-    ``B`` ``__getitem__`` calls and a stack.
+    ``B`` ``__getitem__`` calls and a stack. With ``return_index`` (unlabelled data only) it
+    yields ``(images, indices)``: what memory-bank and clustering methods need.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor | None = None) -> None:
-        self.images, self.labels = images, labels
+    def __init__(
+        self, images: Tensor, labels: Tensor | None = None, *, return_index: bool = False
+    ) -> None:
+        if return_index and labels is not None:
+            raise ValueError("return_index is for unlabelled (pretraining) data only")
+        self.images, self.labels, self.return_index = images, labels, return_index
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, i: int) -> Any:
+        if self.return_index:
+            return self.images[i], torch.tensor(i)
         return self.images[i] if self.labels is None else (self.images[i], self.labels[i])
 
     def __getitems__(self, idx: list[int]) -> Any:
         index = torch.as_tensor(idx, dtype=torch.long)
+        if self.return_index:
+            return self.images[index], index  # (B, C, H, W), (B,)
         if self.labels is None:
             return self.images[index]  # (B, C, H, W)
         return self.images[index], self.labels[index]
+
+
+def with_indices(data: DataBundle) -> DataBundle:
+    """Make ``data.train`` yield ``(images (B, C, H, W), indices (B,))``, in place; returns it.
+
+    For methods that address one slot per training image (InstDisc's and PIRL's memory bank,
+    DeepCluster's pseudo-labels); their ``build`` calls this. Indices run over
+    ``range(data.info["num_train"])``.
+    """
+    dataset = getattr(data.train, "dataset", None)
+    if not isinstance(dataset, ImageTensorDataset):
+        raise DataError(
+            f"{data.name}: training batches do not come from an ImageTensorDataset, so they "
+            "cannot carry dataset indices; load the data with mmssl.vision.data.load"
+        )
+    dataset.return_index = True
+    return data
+
+
+def train_images(data: DataBundle) -> Tensor:
+    """All training images of ``data``, uint8 ``(N, C, H, W)`` in dataset-index order."""
+    dataset = getattr(data.train, "dataset", None)
+    if not isinstance(dataset, ImageTensorDataset):
+        raise DataError(
+            f"{data.name}: training batches do not come from an ImageTensorDataset; "
+            "load the data with mmssl.vision.data.load"
+        )
+    return dataset.images
 
 
 def _as_batch(batch: Any) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
@@ -17,9 +19,12 @@ __all__ = [
     "ENCODERS",
     "ResNetCIFAR",
     "SmallResNet",
+    "VisionTransformer",
     "build_encoder",
     "resnet18_cifar",
     "resnet50_cifar",
+    "vit_small",
+    "vit_tiny",
 ]
 
 
@@ -117,15 +122,116 @@ class SmallResNet(nn.Module):
         return self.pool(self.features(x)).flatten(1)  # (B, D)
 
 
-ENCODERS = ("small", "resnet18", "resnet50")
+class _ViTBlock(nn.Module):
+    """Pre-norm transformer block: ``x + MSA(LN(x))``, then ``x + MLP(LN(x))``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, d / heads)
+        a = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d / heads)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
+        return x + self.mlp(self.norm2(x))
 
 
-def build_encoder(name: str, in_channels: int = 3) -> nn.Module:
-    """``small`` (:class:`SmallResNet`), ``resnet18`` or ``resnet50`` (CIFAR stem)."""
+class VisionTransformer(nn.Module):
+    """ViT (Dosovitskiy et al. 2021, https://arxiv.org/abs/2010.11929): ``(B, C, H, W) -> (B, D)``.
+
+    Non-overlapping ``patch_size`` patches, a class token, learned position embeddings,
+    ``depth`` pre-norm blocks, and the final-norm class token as the representation. Position
+    embeddings are made for ``image_size`` and interpolated bicubically for other sizes, so
+    DINO's and SwAV's small local crops go through the same network.
+
+    Args:
+        image_size: side length the position embeddings are made for.
+        patch_size: patch side (4 for 32x32 CIFAR: an 8x8 grid of 64 tokens).
+        in_channels: image channels.
+        dim: token width ``D``. depth: blocks. heads: attention heads. mlp_ratio: MLP width / D.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 4,
+        in_channels: int = 3,
+        dim: int = 192,
+        depth: int = 12,
+        heads: int = 3,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__()
+        if image_size % patch_size or dim % heads:
+            raise ValueError(
+                f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}) "
+                f"and dim ({dim}) a multiple of heads ({heads})"
+            )
+        self.grid = image_size // patch_size
+        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid**2, dim))
+        self.blocks = nn.ModuleList(_ViTBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out_dim: int = dim
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def _pos_embed(self, h: int, w: int) -> Tensor:
+        """Position embeddings ``(1, 1 + h * w, D)`` for an ``h x w`` patch grid."""
+        if (h, w) == (self.grid, self.grid):
+            return self.pos_embed
+        cls, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        grid = grid.reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)  # (1, D, g, g)
+        grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)  # (1, 1 + h * w, D)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.patch_embed(x)  # (B, D, H / p, W / p)
+        b, _, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)  # (B, h * w, D)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1) + self._pos_embed(h, w)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)[:, 0]  # (B, D), the class token
+
+
+def vit_tiny(in_channels: int = 3, image_size: int = 32, patch_size: int = 4) -> VisionTransformer:
+    """ViT-Tiny (DeiT): D=192, 12 blocks, 3 heads; 5.4 M parameters."""
+    return VisionTransformer(image_size, patch_size, in_channels, dim=192, depth=12, heads=3)
+
+
+def vit_small(in_channels: int = 3, image_size: int = 32, patch_size: int = 4) -> VisionTransformer:
+    """ViT-Small (DeiT, DINO): D=384, 12 blocks, 6 heads; 21.3 M parameters."""
+    return VisionTransformer(image_size, patch_size, in_channels, dim=384, depth=12, heads=6)
+
+
+ENCODERS = ("small", "resnet18", "resnet50", "vit_tiny", "vit_small")
+
+
+def build_encoder(name: str, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """``small`` (:class:`SmallResNet`), ``resnet18`` or ``resnet50`` (CIFAR stem), ``vit_tiny``
+    or ``vit_small`` (patch 4, position embeddings for ``image_size``; ResNets ignore it)."""
     if name == "small":
         return SmallResNet(in_channels)
     if name == "resnet18":
         return resnet18_cifar(in_channels)
     if name == "resnet50":
         return resnet50_cifar(in_channels)
+    if name == "vit_tiny":
+        return vit_tiny(in_channels, image_size)
+    if name == "vit_small":
+        return vit_small(in_channels, image_size)
     raise ValueError(f"unknown encoder {name!r}: choose one of {', '.join(ENCODERS)}")
