@@ -270,7 +270,9 @@ def drop_nodes(data: Any, p: float, generator: torch.Generator | None = None) ->
     (see :func:`keep_nodes_batched`, which also keeps a ``Batch``'s bookkeeping right)."""
     _check_p(p, "node drop")
     keep = _rand(data.x.shape[0], generator, data.x.device) >= p  # (N,)
-    return keep_nodes_batched(data, keep)
+    out = keep_nodes_batched(data, keep)
+    out.num_nodes = out.x.shape[0]  # a stored num_nodes would still count the dropped nodes
+    return out
 
 
 def _csr(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor]:
