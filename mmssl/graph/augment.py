@@ -183,12 +183,16 @@ def keep_nodes_batched(data: Any, keep: Tensor) -> Any:
         value = getattr(data, key, None)
         if isinstance(value, Tensor) and value.shape[0] == n:
             setattr(out, key, value[keep])  # (N', ...)
+    if "num_nodes" in data:  # a stored count would still include the dropped nodes
+        out.num_nodes = int(keep.sum())
     batch = getattr(data, "batch", None)
     if batch is not None:
         out.batch = batch[keep]  # (N',)
         counts = torch.bincount(out.batch, minlength=int(data.num_graphs))  # (G,)
         out.ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # (G + 1,)
         _fix_batch_slices(out, data, edge_keep)
+        if getattr(data, "_num_nodes", None) is not None:  # per-graph stored counts
+            out._num_nodes = counts.tolist()
     return out
 
 

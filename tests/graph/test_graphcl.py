@@ -50,6 +50,11 @@ def test_drop_nodes_batched_per_graph() -> None:
         assert a.edge_index.max() < a.num_nodes and a.num_nodes < o.num_nodes
     assert torch.equal(drop_nodes_batched(b, 0.2, _gen()).x, out.x)
     assert torch.equal(drop_nodes_batched(b, 0.0, _gen()).edge_index, b.edge_index)
+    stored = Batch.from_data_list(
+        [Data(x=torch.ones(5, 1), edge_index=b.edge_index[:, :0], num_nodes=5)] * 2
+    )
+    cut = drop_nodes_batched(stored, 0.4, _gen())  # a stored num_nodes follows the cut
+    assert cut.num_nodes == 6 and [g.num_nodes for g in cut.to_data_list()] == [3, 3]
 
 
 def test_subgraph_batched_connected_and_sized() -> None:
