@@ -18,7 +18,9 @@ graph (features shuffled across nodes, DGI's corruption) embedded in the same vi
 
 the Jensen-Shannon estimator of :mod:`mmssl.core.objectives.mutual_info` (the paper's binary
 cross-entropy up to a factor 2). The frozen representation is
-:math:`h^\alpha + h^\beta` ``(N, D)``. The diffusion of a graph is computed once and cached.
+:math:`h^\alpha + h^\beta` ``(N, D)``. The diffusion of a graph is computed once and cached,
+and by default sparsified to each node's 64 largest weights (the paper thresholds it; a
+dense :math:`S` is ``top_k=None``). Full batch here; the paper samples 2000-node subgraphs.
 """
 
 from __future__ import annotations
