@@ -10,6 +10,39 @@ from torch import Tensor, nn
 FAMILIES = ("generative", "contrastive", "generative-contrastive")
 
 
+class SeededGenerators:
+    """One ``torch.Generator`` per device, each seeded with ``seed``, created on first use.
+
+    What a method holds for its masks, corruptions and views. The trainer checkpoints every
+    generator made so far (:meth:`state_dict`); a state loaded before a device's generator
+    exists is applied when it is made, so a resumed run draws the same numbers.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._gens: dict[str, torch.Generator] = {}
+        self._pending: dict[str, Tensor] = {}
+
+    def __call__(self, device: torch.device | str) -> torch.Generator:
+        key = str(torch.device(device))
+        if key not in self._gens:
+            gen = torch.Generator(device=device).manual_seed(self.seed)
+            if key in self._pending:
+                gen.set_state(self._pending.pop(key))
+            self._gens[key] = gen
+        return self._gens[key]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {key: gen.get_state() for key, gen in self._gens.items()}
+
+    def load_state_dict(self, states: dict[str, Tensor]) -> None:
+        for key, state in states.items():
+            if key in self._gens:
+                self._gens[key].set_state(state.cpu())
+            else:
+                self._pending[key] = state.cpu()
+
+
 class Method(nn.Module):
     """Base class of every method.
 

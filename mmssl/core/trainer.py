@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mmssl.core.data import DataError, to_device
-from mmssl.core.method import Method, loss_and_logs
+from mmssl.core.method import Method, SeededGenerators, loss_and_logs
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -186,20 +186,25 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _generators(method: nn.Module) -> dict[str, torch.Generator]:
-    """Every ``torch.Generator`` a method or its parts hold (augmentations, maskers)."""
-    found: dict[str, torch.Generator] = {}
+def _held(method: nn.Module, kind: type) -> dict[str, Any]:
+    """Every ``kind`` object a method or its parts hold (generators of augmentations, maskers)."""
+    found: dict[str, Any] = {}
     for mod_name, mod in method.named_modules():
         for attr, val in vars(mod).items():
-            if isinstance(val, torch.Generator):
+            if isinstance(val, kind):
                 found[f"{mod_name}.{attr}"] = val
     for attr, val in vars(method).items():  # plain callables held by the method (views=...)
         for sub, g in (
             vars(val).items() if hasattr(val, "__dict__") and not isinstance(val, nn.Module) else []
         ):
-            if isinstance(g, torch.Generator):
+            if isinstance(g, kind):
                 found[f"{attr}.{sub}"] = g
     return found
+
+
+def _generators(method: nn.Module) -> dict[str, torch.Generator]:
+    """Every ``torch.Generator`` a method or its parts hold."""
+    return _held(method, torch.Generator)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -309,6 +314,9 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "generators": {k: g.get_state() for k, g in _generators(self.method).items()},
+                "seeded": {
+                    k: g.state_dict() for k, g in _held(self.method, SeededGenerators).items()
+                },
             },
             "config": asdict(self.cfg),
         }
@@ -353,6 +361,10 @@ class Trainer:
         for k, s in rng.get("generators", {}).items():
             if k in gens:
                 gens[k].set_state(s.cpu() if gens[k].device.type == "cpu" else s)
+        seeded = _held(self.method, SeededGenerators)
+        for k, states in rng.get("seeded", {}).items():
+            if k in seeded:
+                seeded[k].load_state_dict(states)
         return True
 
     # ---------------------------------------------------------------- loop

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmssl.core.method import SeededGenerators
+
 __all__ = [
     "GraphViews",
     "SeededGenerators",
@@ -31,20 +33,6 @@ __all__ = [
     "shuffle_features",
     "subgraph_batched",
 ]
-
-
-class SeededGenerators:
-    """One ``torch.Generator`` per device, each seeded with ``seed``, created on first use."""
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
-        self._gens: dict[str, torch.Generator] = {}
-
-    def __call__(self, device: torch.device | str) -> torch.Generator:
-        key = str(torch.device(device))
-        if key not in self._gens:
-            self._gens[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gens[key]
 
 
 def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mmssl.core.method import Method
+from mmssl.core.method import Method, SeededGenerators
 from mmssl.core.trainer import LARS, TrainConfig, Trainer, TrainingError, warmup_cosine
 
 
@@ -16,17 +16,22 @@ class Regress(Method):
     family = "generative"
     kind = "auto-encoding"
 
-    def __init__(self, bad_at: int | None = None, crash_at: int | None = None) -> None:
+    def __init__(
+        self, bad_at: int | None = None, crash_at: int | None = None, seeded: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = nn.Linear(4, 1)
         self.noise = torch.Generator().manual_seed(0)
+        # lazily made per-device generators (what most methods hold) instead of a plain one
+        self.generators = SeededGenerators(0) if seeded else None
         self.calls = 0
         self.bad_at = bad_at
         self.crash_at = crash_at
 
     def augment(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         x, y = batch
-        return x + 0.01 * torch.randn(x.shape, generator=self.noise), y
+        gen = self.generators(x.device) if self.generators is not None else self.noise
+        return x + 0.01 * torch.randn(x.shape, generator=gen), y
 
     def forward(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         self.calls += 1
@@ -80,7 +85,8 @@ def test_every_optimizer_trains(optimizer):
     assert after < (0.95 if optimizer == "lars" else 0.5) * before
 
 
-def test_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("seeded", [False, True])
+def test_resume_matches_uninterrupted_run(tmp_path, seeded):
     cfg = TrainConfig(
         epochs=6,
         lr=0.05,
@@ -89,13 +95,13 @@ def test_resume_matches_uninterrupted_run(tmp_path):
         keep_checkpoints=10,
         progress=False,
     )
-    full = make(cfg, tmp_path / "full")
+    full = make(cfg, tmp_path / "full", seeded=seeded)
     full.fit()
     # a run that crashes in step 22 (mid-epoch), resumed from its step-20 checkpoint
-    part = make(cfg, tmp_path / "part", crash_at=22)
+    part = make(cfg, tmp_path / "part", crash_at=22, seeded=seeded)
     with pytest.raises(RuntimeError, match="simulated crash"):
         part.fit()
-    resumed = make(cfg, tmp_path / "part")
+    resumed = make(cfg, tmp_path / "part", seeded=seeded)
     assert resumed.load_checkpoint(tmp_path / "part" / "checkpoints" / "step_00000020.pt")
     assert resumed.step == 20
     resumed.fit()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.data import DataBundle
-from mmssl.core.method import Method
+from mmssl.core.method import Method, SeededGenerators
 from mmssl.core.objectives.masked import IGNORE_INDEX, mask_tokens, masked_cross_entropy
 from mmssl.core.registry import register
 from mmssl.text.encoders import TextEncoder, electra
@@ -80,12 +80,7 @@ class ELECTRA(Method):
         self.vocab_size, self.mask_token_id = vocab_size, mask_token_id
         self.mask_args = {"mask_prob": mask_prob, "replace_prob": replace_prob, "random_prob": 0.0}
         self.disc_weight, self.seed = disc_weight, seed
-        self._gen: torch.Generator | None = None
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gen
+        self.generators = SeededGenerators(seed)
 
     def augment(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         ids = batch["input_ids"]
@@ -94,7 +89,7 @@ class ELECTRA(Method):
             mask_token_id=self.mask_token_id,
             vocab_size=self.vocab_size,
             special_mask=batch["special_tokens_mask"],
-            generator=self._generator(ids.device),
+            generator=self.generators(ids.device),
             **self.mask_args,
         )
         return {**batch, "original_ids": ids, "input_ids": masked, "labels": labels}
@@ -107,7 +102,7 @@ class ELECTRA(Method):
         logits = self.gen_head(h[picked])  # (M, V)
         with torch.no_grad():
             probs = logits.detach().float().softmax(-1)
-            g = self._generator(probs.device)
+            g = self.generators(probs.device)
             sampled = (
                 torch.multinomial(probs, 1, generator=g).squeeze(1)
                 if len(probs)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from mmssl.core.data import DataBundle
-from mmssl.core.method import Method
+from mmssl.core.method import Method, SeededGenerators
 from mmssl.core.objectives.contrastive import info_nce
 from mmssl.core.objectives.masked import IGNORE_INDEX, mask_tokens, masked_cross_entropy
 from mmssl.core.objectives.mutual_info import jensen_shannon_loss
@@ -108,16 +108,15 @@ class InfoWord(Method):
             pooling,
             seed,
         )
-        self._gen: torch.Generator | None = None
+        self.generators = SeededGenerators(seed)
 
     def augment(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Masked rows ``input_ids``/``labels`` ``(B, T)`` and the n-grams alone, ``[CLS] x_{i:j}
         [SEP]`` as ``ngram_ids``/``ngram_mask`` ``(B, max_ngram + 2)``."""
         ids, special = batch["input_ids"], batch["special_tokens_mask"].bool()
         b, t, dev = *ids.shape, ids.device
-        if self._gen is None or self._gen.device != dev:
-            self._gen = torch.Generator(device=dev).manual_seed(self.seed)
-        g = self._gen
+        gen = self.generators(dev)
+        g = gen
         masked, labels = mask_tokens(
             ids,
             mask_token_id=self.ids["mask"],

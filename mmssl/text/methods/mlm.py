@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.data import DataBundle, to_device
-from mmssl.core.method import Method
+from mmssl.core.method import Method, SeededGenerators
 from mmssl.core.objectives.masked import IGNORE_INDEX, mask_tokens, masked_cross_entropy
 from mmssl.core.registry import register
 from mmssl.text.encoders import TextEncoder, bert
@@ -110,12 +110,7 @@ class MLM(Method):
             "replace_prob": replace_prob,
             "random_prob": random_prob,
         }
-        self._gen: torch.Generator | None = None
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gen
+        self.generators = SeededGenerators(seed)
 
     def mask(
         self, batch: dict[str, Tensor], generator: torch.Generator | None = None
@@ -130,7 +125,7 @@ class MLM(Method):
             mask_token_id=self.mask_token_id,
             vocab_size=self.vocab_size,
             special_mask=special,
-            generator=generator or self._generator(ids.device),
+            generator=generator or self.generators(ids.device),
             **self.mask_args,
         )
         return {**batch, "input_ids": inputs, "labels": labels}

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mmssl.core.data import DataBundle
-from mmssl.core.method import Method
+from mmssl.core.method import Method, SeededGenerators
 from mmssl.core.objectives.masked import IGNORE_INDEX, mask_tokens, masked_cross_entropy
 from mmssl.core.objectives.pretext import pretext_loss
 from mmssl.core.registry import register
@@ -164,12 +164,7 @@ class NSP(Method):
             "ends", torch.tensor(sentence_end_ids, dtype=torch.long), persistent=False
         )
         self.mlm_weight, self.mask_prob, self.seed = mlm_weight, mask_prob, seed
-        self._gen: torch.Generator | None = None
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gen
+        self.generators = SeededGenerators(seed)
 
     def pairs(
         self, batch: dict[str, Tensor], g: torch.Generator
@@ -190,7 +185,7 @@ class NSP(Method):
         return pair, y.masked_fill(length < 2, IGNORE_INDEX)
 
     def augment(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        g = self._generator(batch["input_ids"].device)
+        g = self.generators(batch["input_ids"].device)
         pair, y = self.pairs(batch, g)
         if self.mlm_head is not None:
             pair["input_ids"], pair["labels"] = mask_tokens(

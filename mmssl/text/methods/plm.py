@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmssl.core.data import DataBundle
-from mmssl.core.method import Method
+from mmssl.core.method import Method, SeededGenerators
 from mmssl.core.objectives.masked import IGNORE_INDEX, masked_cross_entropy
 from mmssl.core.registry import register
 from mmssl.text.encoders import TextEncoder, xlnet
@@ -95,14 +95,13 @@ class PLM(Method):
         self.lm_head.weight = encoder.word_embeddings.weight  # tied, as XLNetLMHeadModel
         nn.init.zeros_(self.lm_head.bias)
         self.K, self.seed = K, seed
-        self._gen: torch.Generator | None = None
+        self.generators = SeededGenerators(seed)
 
     def augment(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         ids = batch["input_ids"]
-        if self._gen is None or self._gen.device != ids.device:
-            self._gen = torch.Generator(device=ids.device).manual_seed(self.seed)
+        gen = self.generators(ids.device)
         special = batch["special_tokens_mask"].bool() | (batch["attention_mask"] == 0)
-        return {**batch, **permutation_targets(ids, special, K=self.K, generator=self._gen)}
+        return {**batch, **permutation_targets(ids, special, K=self.K, generator=gen)}
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         g = self.encoder.token_states(

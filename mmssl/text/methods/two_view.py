@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from mmssl.core.data import DataBundle
-from mmssl.core.method import TwoViewMethod
+from mmssl.core.method import SeededGenerators, TwoViewMethod
 from mmssl.core.objectives.contrastive import info_nce
 from mmssl.core.registry import register
 from mmssl.text.encoders import TextEncoder, bert
@@ -54,22 +54,19 @@ class TokenViews(nn.Module):
             )
         self.mask_token_id, self.pad_token_id = mask_token_id, pad_token_id
         self.mask_prob, self.delete_prob, self.seed = mask_prob, delete_prob, seed
-        self._gen: torch.Generator | None = None
+        self.generators = SeededGenerators(seed)
 
     def view(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One corrupted view ``{input_ids, attention_mask}``, each ``(B, T)``."""
         ids, att = batch["input_ids"], batch["attention_mask"].bool()
         special = batch.get("special_tokens_mask", ~att).bool() | ~att  # (B, T)
-        if self._gen is None or self._gen.device != ids.device:
-            self._gen = torch.Generator(device=ids.device).manual_seed(self.seed)
+        gen = self.generators(ids.device)
         shape, dev = ids.shape, ids.device
         if self.mask_prob > 0:
-            hit = (torch.rand(shape, generator=self._gen, device=dev) < self.mask_prob) & ~special
+            hit = (torch.rand(shape, generator=gen, device=dev) < self.mask_prob) & ~special
             ids = ids.masked_fill(hit, self.mask_token_id)
         if self.delete_prob > 0:
-            drop = (
-                torch.rand(shape, generator=self._gen, device=dev) < self.delete_prob
-            ) & ~special
+            drop = (torch.rand(shape, generator=gen, device=dev) < self.delete_prob) & ~special
             keep = att & ~drop  # (B, T)
             order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # kept first
             att = keep.gather(1, order)  # (B, T)
