@@ -159,6 +159,9 @@ def pretrain(
     evaluation = method.evaluate(data)
     if evaluation:
         results["eval"] = evaluation
+    artifacts = method.save_artifacts(out, data)
+    if artifacts:
+        results["artifacts"] = artifacts
     probe = cfg.get("probe")
     if probe != "none" and data.probe is not None:
         t0 = time.perf_counter()

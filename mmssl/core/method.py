@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -91,6 +92,14 @@ class Method(nn.Module):
         Given the run's :class:`~mmssl.core.data.DataBundle`; default: none.
         """
         return {}
+
+    @torch.no_grad()
+    def save_artifacts(self, out: Path, data: Any) -> list[str]:
+        """Write files a person would rather look at into the run folder ``out`` (sample and
+        reconstruction grids of generative methods), after training; return their names
+        relative to ``out``. Given the run's :class:`~mmssl.core.data.DataBundle`; default: none.
+        """
+        return []
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer; by default no weight decay on biases and norms."""
