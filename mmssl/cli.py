@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the method")
     g.add_argument(
         "--deterministic", action="store_true", default=None, help="deterministic algorithms"
+    )
+    g.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="multi-process runs: batch-norm statistics over every process's batch",
     )
     g.add_argument(
         "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar"
@@ -226,6 +233,7 @@ TRAIN_FLAGS = (
     "device",
     "compile",
     "deterministic",
+    "sync_bn",
     "progress",
 )
 
@@ -301,11 +309,24 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(err: object) -> str:
+    """The message on one line (a wrapped library error may span several)."""
+    return " ".join(str(err).split())
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], *args: Any, **kw: Any
+) -> str:
+    """Warnings as one line, like the errors: ``mmssl: warning: <message>``."""
+    return f"mmssl: warning: {_one_line(message)}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from mmssl.core.data import DataError
     from mmssl.core.trainer import Interrupted, TrainingError
 
+    default_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         if args.command == "list":
             return _list(args)
@@ -318,18 +339,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _pretrain(args)
     except Interrupted as err:
-        print(f"mmssl: {err}", file=sys.stderr)
+        print(f"mmssl: {_one_line(err)}", file=sys.stderr)
         return 130
-    except (
-        DataError,
-        TrainingError,
-        ValueError,
-        FileExistsError,
-        FileNotFoundError,
-        TypeError,
-    ) as err:
-        print(f"mmssl: error: {err}", file=sys.stderr)
+    except (DataError, TrainingError, ValueError, OSError, TypeError) as err:
+        print(f"mmssl: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = default_format
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from mmssl.core import registry
-from mmssl.core.data import DataBundle
+from mmssl.core.data import DataBundle, DataError
 from mmssl.core.evaluate import run_probe
 from mmssl.core.method import Method
 from mmssl.core.trainer import TrainConfig, Trainer, seed_everything
@@ -121,18 +121,27 @@ def pretrain(
         raise FileExistsError(
             f"run folder {out} already holds checkpoints: pass --resume to continue it, or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(_jsonable(cfg), sort_keys=False))
     train_cfg = TrainConfig(**{**cfg["train"], "betas": tuple(cfg["train"]["betas"])})
     seed = cfg["seed"]
     seed_everything(seed, train_cfg.deterministic)
     data = load_data(
         cfg["modality"], cfg["data"], cfg["data_root"], seed=seed, **cfg["data_options"]
     )
+    probe = cfg.get("probe")
+    if probe not in (None, "none") and data.probe is None:
+        raise DataError(
+            f"--probe {probe}: dataset {data.name!r} has no labels to probe; "
+            "give labelled data (<folder>/<class>/...) or --probe none"
+        )
     cls = registry.get(cfg["modality"], cfg["method"])
     torch.manual_seed(seed)
     method = cls.build(data, **cfg["method_options"])
 
+    # written only once the inputs are known good: a bad flag never clobbers a run's config
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(_jsonable(cfg), sort_keys=False))
+    os.replace(tmp, out / "config.yaml")
     trainer = Trainer(method, data.train, train_cfg, out_dir=out)
     if resume and trainer.load_checkpoint():
         print(f"resumed from {ckpt} at step {trainer.step}")
@@ -162,7 +171,6 @@ def pretrain(
     artifacts = method.save_artifacts(out, data)
     if artifacts:
         results["artifacts"] = artifacts
-    probe = cfg.get("probe")
     if probe != "none" and data.probe is not None:
         t0 = time.perf_counter()
         results["probe"] = run_probe(method, data.probe, probe, device=trainer.device, seed=seed)
@@ -210,6 +218,9 @@ def probe_run(
     """
     method, data, cfg = load_run(run_dir)
     if data.probe is None:
-        raise ValueError(f"dataset {data.name!r} of run {run_dir} has no labels to probe")
+        raise DataError(
+            f"run {run_dir}: its dataset {data.name!r} has no labels to probe; "
+            "probe a run pretrained on labelled data"
+        )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return run_probe(method.to(dev), data.probe, protocol, device=dev, seed=cfg["seed"])

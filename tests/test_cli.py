@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
+import torch.multiprocessing as mp
 import yaml
 
 from mmssl.cli import main
@@ -100,3 +107,88 @@ def test_bad_input_is_one_line_and_nonzero(args, message, capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+# ---- crash safety: a killed run resumes to the same weights ------------------------------------
+
+
+def _stall_dgi(monkeypatch, at_step: int, ready: Path, parent: int, sleep_s: float) -> None:
+    """In a forked child only: from DGI's ``at_step``-th forward on, touch ``ready`` and sleep."""
+    from mmssl.graph.methods.dgi import DGI
+
+    forward, calls = DGI.forward, {"n": 0}
+
+    def stalling(self, batch):
+        calls["n"] += 1
+        if os.getpid() != parent and calls["n"] >= at_step:
+            ready.touch()
+            time.sleep(sleep_s)
+        return forward(self, batch)
+
+    monkeypatch.setattr(DGI, "forward", stalling)
+
+
+def _in_child(args: list[str], err_file: Path) -> None:
+    sys.stderr = open(err_file, "w")  # noqa: SIM115 - the child exits without closing
+    code = main(args)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_until(args, tmp_path, ready: Path, sig: int) -> tuple[int, str]:
+    """Run the CLI in a forked child, send ``sig`` once ``ready`` exists; exit code and stderr."""
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs the fork start method")
+    err = tmp_path / "stderr.txt"
+    child = mp.get_context("fork").Process(target=_in_child, args=(args, err))
+    child.start()
+    deadline = time.monotonic() + 60
+    while not ready.exists() and child.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ready.exists(), "the child never reached the step to interrupt"
+    os.kill(child.pid, sig)
+    child.join(60)
+    return child.exitcode, err.read_text() if err.exists() else ""
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(run / "encoder.safetensors")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_uninterrupted_weights(sig, tmp_path, monkeypatch, capsys):
+    def args(out: Path, *extra: str) -> list[str]:
+        return ["pretrain", "graph", "--out", str(out), "--max-steps", "12", "--no-progress"] + [
+            "--checkpoint-every",
+            "4",
+            "--probe",
+            "none",
+            *extra,
+        ]
+
+    assert main(args(tmp_path / "full")) == 0
+    ready = tmp_path / "ready"
+    # SIGKILL: the child hangs in step 7 (last checkpoint: step 4); SIGTERM: it slows down from
+    # step 7, and the handler lets the step finish, checkpoints and exits with 130
+    _stall_dgi(monkeypatch, 7, ready, os.getpid(), 60.0 if sig == signal.SIGKILL else 0.2)
+    part = tmp_path / "part"
+    code, err = _run_until(args(part), tmp_path, ready, sig)
+    ckpts = part / "checkpoints"
+    latest = torch.load(ckpts / "latest.pt", weights_only=False)
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL and latest["step"] == 4
+    else:
+        assert code == 130 and len(err.strip().splitlines()) == 1, err
+        assert f"stopped by signal {int(signal.SIGTERM)} at step {latest['step']}" in err
+        written = ckpts / f"step_{latest['step']:08d}.pt"
+        assert f"checkpoint: {written}" in err and "--resume" in err
+        assert latest["step"] >= 7  # written at the signal, not the step-4 checkpoint
+    assert not [p for p in ckpts.iterdir() if ".tmp" in p.name]  # never half-written
+    assert main(args(part, "--resume")) == 0
+    assert "resumed from" in capsys.readouterr().out
+    full, resumed = _weights(tmp_path / "full"), _weights(part)
+    assert full.keys() == resumed.keys()
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=1e-6)

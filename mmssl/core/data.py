@@ -6,6 +6,7 @@ read-only-data cache), so it lives in core rather than being written three times
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 from collections.abc import Iterable
@@ -95,6 +96,12 @@ def require_dir(root: str | Path, what: str, expected: str) -> Path:
     if not any(path.iterdir()):
         raise DataError(f"{what}: folder {path} is empty; put {expected} there")
     return path
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the choice closest to ``name`` (case-insensitive), or ``""``."""
+    close = difflib.get_close_matches(Path(str(name)).name.lower(), list(choices), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def to_device(obj: Any, device: Any, non_blocking: bool = True) -> Any:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mmssl.core.data import DataError, to_device
+from mmssl.core.distributed import convert_sync_batchnorm
 from mmssl.core.method import Method, SeededGenerators, loss_and_logs
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
@@ -65,6 +66,7 @@ class TrainConfig:
     compile: bool = False
     deterministic: bool = False
     progress: bool = True
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -178,6 +180,16 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocator failure (CUDA, or the CPU's ``DefaultCPUAllocator``)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text.lower() or "can't allocate memory" in text
+    )
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -211,11 +223,14 @@ def atomic_save(obj: Any, path: Path) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename: never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves the old file, and no debris
 
 
 class Trainer:
@@ -256,6 +271,8 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
         self.device = self.accelerator.device
         self.method = method
+        if self.accelerator.num_processes > 1 and isinstance(train, torch.utils.data.DataLoader):
+            train = self.accelerator.prepare(train)  # each process: its share of every epoch
         try:
             n_batches = len(train)  # type: ignore[arg-type]
         except TypeError:
@@ -277,6 +294,9 @@ class Trainer:
         self._best_state: dict[str, Tensor] | None = None
         self._stop_signal: int | None = None
 
+        if self.cfg.sync_bn and self.accelerator.num_processes > 1:
+            # batch statistics over every process's batch (SimCLR's global BN, BYOL, SwAV)
+            method = self.method = convert_sync_batchnorm(method, self.device.type)
         method.to(self.device)
         if self.cfg.device is not None and self.device.type == "cpu" and self.cfg.device != "cpu":
             raise ValueError(f"device {self.cfg.device!r} is not available here; use --device cpu")
@@ -285,11 +305,12 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(warmup, self.total_steps, self.cfg.schedule)
         )
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
-            method, optimizer, sched
-        )
-        if self.accelerator.num_processes > 1 and isinstance(train, torch.utils.data.DataLoader):
-            self.train = self.accelerator.prepare(train)
+        # The scheduler stays ours: accelerate's wrapper steps it once per process at every
+        # optimizer step (a schedule counted in single-process steps), but total_steps above
+        # already counts this process's share, so under DDP the rate would decay world-size
+        # times too fast.
+        self.model, self.optimizer = self.accelerator.prepare(method, optimizer)
+        self.scheduler = sched
         if self.cfg.compile:
             self.model = torch.compile(self.model)
 
@@ -384,6 +405,22 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 
+    @staticmethod
+    def _last_checkpoint(path: Path | None) -> str:
+        return f"last good checkpoint: {path}" if path else "no checkpoint was written yet"
+
+    def _smaller_batch_hint(self) -> str:
+        """What to rerun with after running out of memory: half the loader's batch size."""
+        bs = getattr(self.train, "batch_size", None)
+        if isinstance(bs, int) and bs > 1:
+            return f"the batch size is {bs}; rerun with --batch-size {bs // 2} or --precision bf16"
+        if bs == 1:
+            return "even batch size 1 does not fit; use --precision bf16 or a smaller encoder"
+        return (
+            "each batch is the whole dataset; load it in mini-batches (graphs: --batch-size 512 "
+            "--data-opt 'num_neighbors=[25, 10]') or use --precision bf16"
+        )
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
 
@@ -429,13 +466,9 @@ class Trainer:
                         out = self.model(batch)
                     loss, logs = loss_and_logs(out)
                     if not torch.isfinite(loss):
-                        where = (
-                            f"last good checkpoint: {last_ckpt}"
-                            if last_ckpt
-                            else "no checkpoint was written yet"
-                        )
                         raise TrainingError(
-                            f"loss is {float(loss.detach())} at step {self.step} ({where}); "
+                            f"loss is {float(loss.detach())} at step {self.step} "
+                            f"({self._last_checkpoint(last_ckpt)}); "
                             "lower --lr, add --grad-clip 1.0 or use --precision fp32"
                         )
                     self.optimizer.zero_grad(set_to_none=True)
@@ -495,10 +528,12 @@ class Trainer:
                                 break
                     continue
                 break  # inner loop ended by the step budget
-        except torch.cuda.OutOfMemoryError as err:
+        except RuntimeError as err:
+            if not is_out_of_memory(err):
+                raise
             raise TrainingError(
-                f"out of memory at step {self.step}: rerun with a smaller --batch-size "
-                f"(half of the current one) or --precision bf16"
+                f"out of memory at step {self.step} ({self._last_checkpoint(last_ckpt)}): "
+                f"{self._smaller_batch_hint()}"
             ) from err
         finally:
             bar.close()

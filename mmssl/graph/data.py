@@ -36,7 +36,15 @@ from torch_geometric.data import Data, Dataset
 from torch_geometric.loader import DataLoader
 from torch_geometric.utils import degree, to_undirected
 
-from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir, require_dir, writable_copy
+from mmssl.core.data import (
+    DataBundle,
+    DataError,
+    ProbeData,
+    cache_dir,
+    did_you_mean,
+    require_dir,
+    writable_copy,
+)
 
 __all__ = [
     "NAMES",
@@ -181,8 +189,8 @@ def load(
     if path.is_dir():
         raise DataError(f"{path} is a folder; pass an edge-list file or one of {', '.join(NAMES)}")
     raise DataError(
-        f"unknown graph dataset {str(name)!r}: no such file; use one of "
-        f"{', '.join(NAMES)}, an edge-list/CSV path, or a PyG Data/Dataset"
+        f"unknown graph dataset {str(name)!r}: no such file; {did_you_mean(key, NAMES)}use one "
+        f"of {', '.join(NAMES)}, an edge-list/CSV path, or a PyG Data/Dataset"
     )
 
 

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir
+from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir, did_you_mean
 from mmssl.text.tokenizer import hub_online, load_tokenizer, train_bpe, train_wordpiece
 
 NAMED = {
@@ -233,9 +233,11 @@ def _local(path: Path, options: dict[str, Any]) -> Corpus:
 
 def _hub(name: str, options: dict[str, Any]) -> Corpus:
     known = ", ".join(NAMED)
+    hint = did_you_mean(name, [*NAMED, *MIXES])
     if not hub_online():
         raise DataError(
-            f"text dataset {name!r}: not {known}, not an existing file, and the Hub is offline; pass a local file"
+            f"text dataset {name!r}: not {known}, not an existing file, and the Hub is offline; "
+            f"{hint}pass a local file"
         )
     import datasets
 
@@ -243,7 +245,7 @@ def _hub(name: str, options: dict[str, Any]) -> Corpus:
         rows = datasets.load_dataset(name, split=options.get("split", "train"))
     except Exception as e:  # noqa: BLE001 - any Hub failure becomes one line
         raise DataError(
-            f"text dataset {name!r}: could not load it from the Hub ({type(e).__name__}); check the name"
+            f"text dataset {name!r}: could not load it from the Hub ({type(e).__name__}); {hint}check the name"
         ) from None
     return _table(rows, f"Hub dataset {name}", options)
 
@@ -267,8 +269,8 @@ def read_corpus(name: str | None, root: str | None = None, **options: Any) -> Co
     path = Path(name).expanduser()
     if path.exists():
         return _local(path, options)
-    if path.suffix in (".txt", *TABLE_FORMATS):
-        raise DataError(f"text file {path} does not exist; check the path")
+    if path.suffix in (".txt", *TABLE_FORMATS) or name.startswith(("/", ".", "~")):
+        raise DataError(f"text file or folder {path} does not exist; check the path")
     return _hub(name, options)
 
 

@@ -257,6 +257,13 @@ class TextEncoder(nn.Module):
     ) -> Tensor:
         """Last-layer token states ``(B, T, D)``; ``model_kw`` (``token_type_ids``, XLNet's
         ``perm_mask`` and ``target_mapping``) go to the model as they are."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if isinstance(limit, int) and limit > 0 and input_ids.shape[-1] > limit:
+            raise ValueError(
+                f"input of {input_ids.shape[-1]} tokens is longer than the encoder's {limit} "
+                f"positions; load the text with max_length <= {limit} (--data-opt "
+                f"max_length={limit}) or build the encoder with max_length >= {input_ids.shape[-1]}"
+            )
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **model_kw)
         return out.last_hidden_state
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir
+from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir, did_you_mean
 
 __all__ = [
     "ImageTensorDataset",
@@ -53,6 +53,7 @@ _JPEG_EXTS = (".jpg", ".jpeg")
 _DECODE_CHUNK = 4096  # files per batched decode_jpeg call
 _TV_IO = r"torchvision\.io"  # its decoders warn that torchcodec will replace them
 _DIGITS_MAX = 16.0  # sklearn digits pixel range is [0, 16]
+NAMES = ("digits", "cifar10")
 OPTIONS = {"image_size", "test_fraction", "probe_batch_size", "download"}
 
 
@@ -391,8 +392,9 @@ def load(
             folder = Path(root) / name
         if not folder.is_dir():
             raise DataError(
-                f"unknown vision dataset or missing folder {name!r}: use digits, cifar10, or a "
-                "folder of images (<folder>/<class>/*.jpg)"
+                f"unknown vision dataset or missing folder {name!r}: "
+                f"{did_you_mean(name, NAMES)}use digits, cifar10, or a folder of images "
+                "(<folder>/<class>/*.jpg)"
             )
         size = int(options.get("image_size", 32))
         d = _image_folder(folder, size, float(options.get("test_fraction", 0.2)), seed)

@@ -8,8 +8,18 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from mmssl.core.data import DataError
+from mmssl.core.distributed import SyncBatchNorm, convert_sync_batchnorm
 from mmssl.core.method import Method, SeededGenerators
-from mmssl.core.trainer import LARS, TrainConfig, Trainer, TrainingError, warmup_cosine
+from mmssl.core.trainer import (
+    LARS,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    atomic_save,
+    is_out_of_memory,
+    warmup_cosine,
+)
 
 
 class Regress(Method):
@@ -152,3 +162,86 @@ def test_bf16_autocast_on_cpu_trains():
     t = make(TrainConfig(epochs=3, lr=0.05, optimizer="adam", precision="bf16", progress=False))
     s = t.fit()
     assert math.isfinite(s["train_seconds"])
+
+
+def test_infinite_loss_stops_naming_step_and_checkpoint(tmp_path):
+    t = make(TrainConfig(epochs=5, checkpoint_every=4, progress=False), tmp_path)
+    forward = t.method.forward
+
+    def blow_up(batch):
+        out = forward(batch)
+        return {**out, "loss": out["loss"] * math.inf} if t.method.calls >= 7 else out
+
+    t.method.forward = blow_up
+    with pytest.raises(TrainingError, match=r"loss is inf at step 6 \(last good checkpoint: .*"):
+        t.fit()
+    assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
+
+
+def test_checkpoint_is_never_half_written(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "latest.pt"
+    atomic_save({"step": 1}, path)
+
+    def dies_mid_write(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["step"] == 1  # the old checkpoint, whole
+    assert [p.name for p in path.parent.iterdir()] == ["latest.pt"]  # no temporary left behind
+
+
+def test_unreadable_checkpoint_is_one_line_naming_it(tmp_path):
+    t = make(TrainConfig(epochs=1, progress=False), tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest.pt").write_bytes(b"truncated by a dying disk")
+    with pytest.raises(DataError, match=r"latest\.pt is unreadable .*delete it") as err:
+        t.load_checkpoint()
+    assert "\n" not in str(err.value)
+
+
+def test_no_batch_at_all_is_a_data_error():
+    with pytest.raises(DataError, match="yields no batch.*lower --batch-size"):
+        Trainer(Regress(), [], TrainConfig(progress=False))
+
+
+@pytest.mark.parametrize(
+    "err,oom",
+    [
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), True),
+        (RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory: 8 GB"), True),
+        (RuntimeError("shapes cannot be multiplied"), False),
+    ],
+)
+def test_out_of_memory_names_the_batch_size_to_try(err, oom):
+    assert is_out_of_memory(err) is oom
+    data = torch.utils.data.DataLoader(torch.randn(64, 4), batch_size=16, drop_last=True)
+
+    class Boom(Regress):
+        def forward(self, batch):
+            raise err
+
+        def augment(self, batch):
+            return batch
+
+    t = Trainer(Boom(), data, TrainConfig(epochs=1, progress=False))
+    if oom:
+        with pytest.raises(TrainingError, match=r"at step 0 .* rerun with --batch-size 8 "):
+            t.fit()
+    else:
+        with pytest.raises(RuntimeError, match="shapes"):
+            t.fit()
+
+
+def test_sync_bn_is_an_option_and_a_no_op_in_one_process():
+    cfg = TrainConfig(sync_bn=True, epochs=1, progress=False)
+    t = Trainer(Regress(), batches(), cfg)
+    assert t.fit()["steps"] == 8  # one process: nothing to synchronise, nothing converted
+    bn = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    synced = convert_sync_batchnorm(bn)
+    assert isinstance(synced[1], SyncBatchNorm) and synced[1].weight is bn[1].weight
+    x = torch.randn(8, 3)
+    torch.testing.assert_close(synced[1](x), nn.functional.batch_norm(x, None, None, training=True))

@@ -50,3 +50,13 @@ def test_save_pretrained_loads_with_automodel(tmp_path):
         ref = mean_pool(loaded(input_ids=ids, attention_mask=att).last_hidden_state, att)
         ours = enc({"input_ids": ids, "attention_mask": att})
     assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_sequence_longer_than_the_model_is_one_line_naming_the_fix():
+    from mmssl.text.encoders import TextEncoder, bert
+
+    enc = TextEncoder(bert(50, "tiny", max_length=8))
+    ids = torch.ones(2, 12, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"12 tokens .* 8 positions.*max_length=8") as err:
+        enc({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    assert "\n" not in str(err.value)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 from torch_geometric.utils import add_self_loops, negative_sampling
 
-from mmssl.core.data import DataBundle
+from mmssl.core.data import DataBundle, DataError
 from mmssl.core.method import Method
 from mmssl.core.objectives import bernoulli_log_likelihood, gaussian_elbo_terms, reparameterize
 from mmssl.core.registry import register
@@ -149,6 +149,12 @@ class GAE(Method):
             raise ValueError(
                 f"{cls.__name__} embeds nodes: give a node-level graph (cora, karate, an edge "
                 f"list), not the graph set {data.name!r}"
+            )
+        graphs = data.train if isinstance(data.train, (list, tuple)) else []
+        if any(g.edge_index.numel() == 0 for g in graphs):
+            raise DataError(
+                f"{cls.__name__} reconstructs edges and the graph {data.name!r} has none; "
+                "give a graph with edges, or a method that needs none (dgi, grace, graphmae)"
             )
         encoder = GCNEncoder(
             data.info["num_features"],
