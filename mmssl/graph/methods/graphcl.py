@@ -126,7 +126,7 @@ class GraphCL(TwoViewMethod):
         seed: int = 0,
     ) -> None:
         if objective is None:
-            objective = functools.partial(nt_xent, temperature=temperature)
+            objective = functools.partial(nt_xent, temperature=temperature, gather=True)
         if projector is None:
             projector = nn.Sequential(
                 nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim)

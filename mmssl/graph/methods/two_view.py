@@ -76,7 +76,7 @@ class GraphTwoView(TwoViewMethod):
         seed: int = 0,
     ) -> None:
         if objective is None:
-            objective = functools.partial(nt_xent, temperature=temperature)
+            objective = functools.partial(nt_xent, temperature=temperature, gather=True)
         objective = resolve_callable(objective)
         if projector is None and dim is not None:
             projector = nn.Sequential(

@@ -64,7 +64,7 @@ class SimCSE(Method):
         ids, att = batch["input_ids"], batch["attention_mask"]
         twice = {"input_ids": ids.repeat(2, 1), "attention_mask": att.repeat(2, 1)}  # (2B, T)
         z1, z2 = self.mlp(self.encoder(twice)).chunk(2)  # (B, D) each: two dropout masks
-        loss = info_nce(z1, z2, temperature=self.temperature)
+        loss = info_nce(z1, z2, temperature=self.temperature, gather=True)
         with torch.no_grad():
             cos = torch.nn.functional.cosine_similarity(z1, z2).mean()
         return {"loss": loss, "positive_cosine": cos}

@@ -68,7 +68,7 @@ class BarlowTwins(TwoView):
             projector = mlp_head(
                 encoder.out_dim, proj_hidden, proj_dim, layers=proj_layers, bias=False
             )
-        objective = partial(barlow_twins_loss, lambd=lambd)
+        objective = partial(barlow_twins_loss, lambd=lambd, gather=True)
         super().__init__(encoder, objective, augment or BYOLAugment(), projector)
         self.lambd = lambd
 

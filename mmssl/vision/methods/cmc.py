@@ -91,7 +91,7 @@ class CMC(Method):
         l_view, ab_view = lab_views(x)
         z_l = self.head_l(self.encoder_l(l_view))  # (B, feat_dim)
         z_ab = self.head_ab(self.encoder_ab(ab_view))  # (B, feat_dim)
-        loss = info_nce(z_l, z_ab, temperature=self.temperature, symmetric=True)
+        loss = info_nce(z_l, z_ab, temperature=self.temperature, symmetric=True, gather=True)
         return {"loss": loss}
 
     @torch.no_grad()

@@ -99,7 +99,9 @@ class MoCoV3(TwoView):
 
     def contrast(self, q: Tensor, k: Tensor) -> Tensor:
         """``ctr(q, k)`` of the paper: InfoNCE with in-batch keys, scaled by :math:`2\\tau`."""
-        return 2 * self.temperature * self.objective(q, k, temperature=self.temperature)
+        return (
+            2 * self.temperature * self.objective(q, k, temperature=self.temperature, gather=True)
+        )
 
     def forward(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         v1, v2 = batch

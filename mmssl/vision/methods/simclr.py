@@ -56,7 +56,7 @@ class SimCLR(TwoView):
             )
         dim = encoder.out_dim
         projector = projector if projector is not None else projection_head(dim, dim, proj_dim)
-        objective = partial(nt_xent, temperature=temperature)
+        objective = partial(nt_xent, temperature=temperature, gather=True)
         super().__init__(encoder, objective, augment, projector, proj_dim=proj_dim)
         self.temperature = temperature
 

@@ -148,9 +148,15 @@ class SwAV(Method):
         codes = []
         for i in range(self.views.n_global):
             s = scores[i].detach()
+            # equal partition over every process's batch; a queue (the same on every process,
+            # it stores gathered keys) already spans the processes, so it is not gathered again
+            gather = True
             if self.queues and int(self.steps_done) * s.shape[0] >= self.queues[i].size:
                 s = torch.cat([s, self.queues[i].get() @ w.detach().T])  # (B + Q, K)
-            codes.append(sinkhorn_knopp(s, epsilon=self.epsilon, iterations=self.iterations))
+                gather = False
+            codes.append(
+                sinkhorn_knopp(s, epsilon=self.epsilon, iterations=self.iterations, gather=gather)
+            )
         codes = [q[: z[0].shape[0]] for q in codes]  # (B, K) each: this batch's rows
         if self.training:
             for queue, zi in zip(self.queues, z, strict=False):

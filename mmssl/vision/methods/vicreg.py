@@ -70,7 +70,11 @@ class VICReg(TwoView):
         if projector is None:
             projector = mlp_head(encoder.out_dim, proj_hidden, proj_dim, layers=proj_layers)
         objective = partial(
-            vicreg_terms, sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight
+            vicreg_terms,
+            sim_weight=sim_weight,
+            var_weight=var_weight,
+            cov_weight=cov_weight,
+            gather=True,
         )
         super().__init__(encoder, objective, augment or BYOLAugment(), projector)
 
