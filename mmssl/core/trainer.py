@@ -347,6 +347,18 @@ class Trainer:
         if self.ckpt_dir is None or not self.accelerator.is_main_process:
             return None
         state = self.state()
+        bad = [
+            k
+            for k, v in state["method"].items()
+            if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())
+        ]
+        if bad:  # never overwrite a good checkpoint with broken weights
+            latest = self.ckpt_dir / "latest.pt"
+            raise TrainingError(
+                f"weights are not finite at step {self.step} ({bad[0]}; "
+                f"{self._last_checkpoint(latest if latest.exists() else None)}); "
+                "lower --lr, add --grad-clip 1.0 or use --precision fp32"
+            )
         path = self.ckpt_dir / f"step_{self.step:08d}.pt"
         atomic_save(state, path)
         atomic_save(state, self.ckpt_dir / "latest.pt")

@@ -127,6 +127,30 @@ def test_nan_loss_names_step_and_checkpoint(tmp_path):
         t.fit()
 
 
+class PoisonAfter(Regress):
+    """Finite losses, but after ``at`` steps one weight turns NaN (an overflowing update)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        if step == self.at:
+            with torch.no_grad():
+                self.encoder.weight[0, 0] = float("nan")
+
+
+def test_broken_weights_never_overwrite_the_last_good_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=5, checkpoint_every=4, progress=False)
+    t = Trainer(PoisonAfter(at=8), batches(), cfg, out_dir=tmp_path)
+    with pytest.raises(TrainingError, match=r"not finite at step 8 .*latest\.pt"):
+        t.fit()
+    state = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["step"] == 4 and torch.isfinite(state["method"]["encoder.weight"]).all()
+    assert not (tmp_path / "checkpoints" / "step_00000008.pt").exists()
+
+
 def test_warmup_then_cosine():
     f = warmup_cosine(10, 110)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
