@@ -46,7 +46,10 @@ def test_head_scores_only_masked_positions(pydoc_bundle):
     n_masked = int((batch["labels"] != IGNORE_INDEX).sum())
     dim, vocab = m.encoder.dim, pydoc_bundle.info["vocab_size"]
     assert seen == [((n_masked, dim), (n_masked, vocab))]
-    assert m.head.decoder.weight is m.encoder.word_embeddings.weight  # tied as in BERT
+    # untied by default; tie_weights=True shares the input embeddings as in BERT
+    assert m.head.decoder.weight is not m.encoder.word_embeddings.weight
+    tied = MLM(m.encoder, vocab, m.mask_token_id, tie_weights=True)
+    assert tied.head.decoder.weight is m.encoder.word_embeddings.weight
 
 
 def test_same_seed_same_init(pydoc_bundle):

@@ -7,6 +7,12 @@ token, keep 10%; predict the original tokens at the picked positions :math:`M`:
     \mathcal{L} = -\frac{1}{|M|} \sum_{i \in M} \log p_\theta(x_i \mid \tilde{x})
 
 The vocabulary projection runs only on the picked positions (about 15% of the tokens).
+
+BERT ties the decoder to the input embeddings; here the decoder is untied by default
+(``tie_weights=True`` restores BERT). On a small budget the tied softmax drags every rare token's
+input embedding along one shared direction (the representation degeneration of Gao et al. 2019,
+https://arxiv.org/abs/1907.12009): on MR after 600 steps the mean embedding held 70% of the
+squared row norm (untied: 0.3%) and the frozen sentence embeddings probed below random init.
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ class MLM(Method):
         vocab_size: ``V``, for random replacement tokens.
         mask_token_id: the tokenizer's ``[MASK]`` id.
         mask_prob, replace_prob, random_prob: BERT's 15% / 80% / 10%.
-        tie_weights: tie the decoder to the input embeddings (BERT).
+        tie_weights: tie the decoder to the input embeddings (BERT); off by default, see above.
         seed: seeds the masking generator (made on the batch's device at first use).
     """
 
@@ -98,7 +104,7 @@ class MLM(Method):
         mask_prob: float = 0.15,
         replace_prob: float = 0.8,
         random_prob: float = 0.1,
-        tie_weights: bool = True,
+        tie_weights: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -189,7 +195,7 @@ class MLM(Method):
         size: str = "mini",
         *,
         mask_prob: float = 0.15,
-        tie_weights: bool = True,
+        tie_weights: bool = False,
         seed: int = 0,
         **bert_kw: Any,
     ) -> MLM:
