@@ -283,9 +283,7 @@ def run_bench(
         if modality not in suite:
             raise ValueError(f"the bench config has no {modality!r} section ({', '.join(suite)})")
         spec = suite[modality]
-        names = [n for n in registry.available(modality)[modality] if n not in SKIP] + list(
-            BASELINES
-        )
+        names = [n for n in registry.primary_names(modality) if n not in SKIP] + list(BASELINES)
         if wanted:
             names = [n for n in names if n in wanted]
         n_seeds = seeds or int(spec.get("seeds", 3))

@@ -56,6 +56,14 @@ def available(modality: str | None = None) -> dict[str, dict[str, type[Method]]]
     return {mod: dict(sorted(_REGISTRY[mod].items())) for mod in mods}
 
 
+def primary_names(modality: str) -> list[str]:
+    """One name per method class, sorted: a class registered under several names (stacked
+    ``@register`` decorators, e.g. ``moco`` over ``mocov1``) keeps its outermost one."""
+    _load(modality)
+    outer = {cls: name for name, cls in _REGISTRY[modality].items()}  # the last registered wins
+    return sorted(outer.values())
+
+
 def get(modality: str, name: str) -> type[Method]:
     """The method class registered as ``name`` for ``modality``; a ValueError suggests the closest."""
     if modality not in MODALITIES:

@@ -74,3 +74,14 @@ def test_register_validates_and_get_suggests():
             registry.get("audio", "x")
     finally:
         registry._REGISTRY["graph"].pop("zz-test-method")
+
+
+def test_primary_names_list_each_method_once():
+    names = registry.primary_names("vision")
+    assert "moco" in names and "mocov1" not in names  # moco is mocov1's outer name
+    classes = [registry.get("vision", n) for n in names]
+    assert (
+        len(set(classes))
+        == len(classes)
+        == len(set(registry.available("vision")["vision"].values()))
+    )
