@@ -35,7 +35,7 @@ def main() -> None:
     names = (
         args.methods.split(",")
         if args.methods
-        else [n for n in registry.available("vision")["vision"] if n != "two-view"]
+        else [n for n in registry.primary_names("vision") if n != "two-view"]
     )
     out = Path(args.out)
     rows = []
@@ -52,7 +52,8 @@ def main() -> None:
                 data_root=args.data_root,
                 seed=args.seed,
                 train=train,
-                method_options={"encoder": args.encoder},
+                # MAE drops ViT patch tokens: it keeps its own ViT
+                method_options={} if name == "mae" else {"encoder": args.encoder},
                 data_options={"subset": args.subset},
                 probe="knn",
             )

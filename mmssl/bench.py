@@ -70,6 +70,7 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
             "data": "digits",
             "train": {"max_steps": 60, "batch_size": 128, "warmup_epochs": 0},
             "method_options": {"encoder": "small"},
+            "per_method": {"mae": {"encoder": "vit_tiny"}},  # MAE drops ViT patch tokens
             "seeds": 3,
             "probe": "knn",
             "reference": "simclr",
@@ -97,6 +98,7 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
             "data": "cifar10",
             "train": {"epochs": 200, "batch_size": 128, "precision": "bf16"},
             "method_options": {"encoder": "resnet18"},
+            "per_method": {"mae": {"encoder": "vit_small"}},
             "seeds": 3,
             "probe": "knn",
             "reference": "simclr",
