@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import yaml
 
 from mmssl.cli import main
@@ -112,43 +112,27 @@ def test_bad_input_is_one_line_and_nonzero(args, message, capsys, tmp_path):
 # ---- crash safety: a killed run resumes to the same weights ------------------------------------
 
 
-def _stall_dgi(monkeypatch, at_step: int, ready: Path, parent: int, sleep_s: float) -> None:
-    """In a forked child only: from DGI's ``at_step``-th forward on, touch ``ready`` and sleep."""
-    from mmssl.graph.methods.dgi import DGI
-
-    forward, calls = DGI.forward, {"n": 0}
-
-    def stalling(self, batch):
-        calls["n"] += 1
-        if os.getpid() != parent and calls["n"] >= at_step:
-            ready.touch()
-            time.sleep(sleep_s)
-        return forward(self, batch)
-
-    monkeypatch.setattr(DGI, "forward", stalling)
+STALL = Path(__file__).with_name("cli_stall_worker.py")
 
 
-def _in_child(args: list[str], err_file: Path) -> None:
-    sys.stderr = open(err_file, "w")  # noqa: SIM115 - the child exits without closing
-    code = main(args)
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _run_until(args, tmp_path, ready: Path, sig: int) -> tuple[int, str]:
-    """Run the CLI in a forked child, send ``sig`` once ``ready`` exists; exit code and stderr."""
-    if "fork" not in mp.get_all_start_methods():
-        pytest.skip("needs the fork start method")
-    err = tmp_path / "stderr.txt"
-    child = mp.get_context("fork").Process(target=_in_child, args=(args, err))
-    child.start()
-    deadline = time.monotonic() + 60
-    while not ready.exists() and child.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert ready.exists(), "the child never reached the step to interrupt"
-    os.kill(child.pid, sig)
-    child.join(60)
-    return child.exitcode, err.read_text() if err.exists() else ""
+def _run_until(args, ready: Path, at_step: int, sleep_s: float, sig: int) -> tuple[int, str]:
+    """Run the CLI in a fresh interpreter with DGI stalled from ``at_step``; send ``sig`` once
+    it gets there; exit code and stderr. (A fresh process, not a fork: forking a process whose
+    OpenMP pool is running can hang the child.)"""
+    cmd = [sys.executable, str(STALL), str(ready), str(at_step), str(sleep_s), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists(), "the child never reached the step to interrupt"
+        child.send_signal(sig)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.returncode, err
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -172,15 +156,15 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(sig, tmp_path, monkeypa
     ready = tmp_path / "ready"
     # SIGKILL: the child hangs in step 7 (last checkpoint: step 4); SIGTERM: it slows down from
     # step 7, and the handler lets the step finish, checkpoints and exits with 130
-    _stall_dgi(monkeypatch, 7, ready, os.getpid(), 60.0 if sig == signal.SIGKILL else 0.2)
     part = tmp_path / "part"
-    code, err = _run_until(args(part), tmp_path, ready, sig)
+    code, err = _run_until(args(part), ready, 7, 60.0 if sig == signal.SIGKILL else 0.2, sig)
     ckpts = part / "checkpoints"
     latest = torch.load(ckpts / "latest.pt", weights_only=False)
     if sig == signal.SIGKILL:
         assert code == -signal.SIGKILL and latest["step"] == 4
     else:
-        assert code == 130 and len(err.strip().splitlines()) == 1, err
+        ours = [line for line in err.splitlines() if line.startswith("mmssl:")]
+        assert code == 130 and len(ours) == 1 and "Traceback" not in err, err
         assert f"stopped by signal {int(signal.SIGTERM)} at step {latest['step']}" in err
         written = ckpts / f"step_{latest['step']:08d}.pt"
         assert f"checkpoint: {written}" in err and "--resume" in err
