@@ -22,6 +22,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "BYOLAugment",
+    "CropFlipAugment",
     "MultiCropAugment",
     "Normalize",
     "SimCLRAugment",
@@ -29,6 +30,7 @@ __all__ = [
     "gaussian_blur",
     "horizontal_flip",
     "normalize",
+    "random_crop",
     "random_grayscale",
     "random_resized_crop",
     "rgb_to_lab",
@@ -99,6 +101,29 @@ def random_resized_crop(
     theta = theta.to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, [b, x.shape[1], out_h, out_w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_crop(
+    x: Tensor, size: int, *, padding: int = 0, generator: torch.Generator | None = None
+) -> Tensor:
+    """torchvision's ``RandomCrop(size, padding)`` per image: zero-pad each side by ``padding``,
+    then cut a ``size x size`` window at a random integer offset (pixels are copied, not
+    resampled). ``(B, C, H, W) -> (B, C, size, size)``."""
+    b, _, hgt, wid = x.shape
+    if padding < 0 or not 1 <= size <= min(hgt, wid) + 2 * padding:
+        raise ValueError(
+            f"need padding >= 0 and 1 <= size <= {min(hgt, wid)} + 2 * padding, got size {size} "
+            f"and padding {padding}"
+        )
+    if padding:
+        x = F.pad(x, (padding, padding, padding, padding))
+    top = torch.randint(hgt + 2 * padding - size + 1, (b,), generator=generator).to(x.device)
+    left = torch.randint(wid + 2 * padding - size + 1, (b,), generator=generator).to(x.device)
+    span = torch.arange(size, device=x.device)
+    rows = (top[:, None] + span)[:, :, None]  # (B, S, 1)
+    cols = (left[:, None] + span)[:, None, :]  # (B, 1, S)
+    batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)
+    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, S, S)
 
 
 def horizontal_flip(
@@ -246,6 +271,49 @@ class Normalize:
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class CropFlipAugment:
+    """The light augmentation of the pretext-task papers (RotNet's CIFAR recipe): a random
+    ``image_size`` crop after zero-padding by ``padding``, a horizontal flip with probability
+    ``hflip_prob``, then normalisation. ``padding=None`` pads by ``image_size / 8`` (4 px at 32).
+
+    Args:
+        image_size: output side (at most the input side plus twice the padding).
+        padding: zero padding on each side before the crop.
+        hflip_prob: probability of a horizontal flip.
+        mean, std: per-channel normalisation. seed: the augmentation's own generator.
+    """
+
+    PAD_FRACTION = 4 / 32  # RandomCrop(32, padding=4), the CIFAR recipe
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        *,
+        padding: int | None = None,
+        hflip_prob: float = 0.5,
+        mean: Sequence[float] = CIFAR10_MEAN,
+        std: Sequence[float] = CIFAR10_STD,
+        seed: int = 0,
+    ) -> None:
+        if not 0 <= hflip_prob <= 1:
+            raise ValueError(f"hflip_prob must be a probability in [0, 1], got {hflip_prob}")
+        self.image_size = image_size
+        self.padding = round(image_size * self.PAD_FRACTION) if padding is None else padding
+        self.hflip_prob = hflip_prob
+        self.normalize = Normalize(mean, std)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def view(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """uint8 or ``[0, 1]`` float ``(B, C, H, W)`` -> normalised float ``(B, C, S, S)``."""
+        g = generator if generator is not None else self.generator
+        x = random_crop(to_float(images), self.image_size, padding=self.padding, generator=g)
+        if self.hflip_prob > 0:
+            x = horizontal_flip(x, p=self.hflip_prob, generator=g)
+        return self.normalize(x)
+
+    __call__ = view
 
 
 class SimCLRAugment:

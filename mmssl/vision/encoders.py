@@ -198,14 +198,27 @@ class VisionTransformer(nn.Module):
         grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
         return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)  # (1, 1 + h * w, D)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def tokens(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Final-norm tokens ``(B, 1 + L, D)``: the class token, then the patch tokens.
+
+        ``keep`` ``(B, K)`` (patch indices in ``[0, h * w)``, raster order) runs the blocks on
+        those ``K`` patches only, each with its own position embedding (MAE's encoder sees
+        the visible patches alone): then ``L = K``, else ``L = h * w``.
+        """
         x = self.patch_embed(x)  # (B, D, H / p, W / p)
-        b, _, h, w = x.shape
-        x = x.flatten(2).transpose(1, 2)  # (B, h * w, D)
-        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1) + self._pos_embed(h, w)
+        b, d, h, w = x.shape
+        pos = self._pos_embed(h, w)  # (1, 1 + h * w, D)
+        x = x.flatten(2).transpose(1, 2) + pos[:, 1:]  # (B, h * w, D)
+        if keep is not None:
+            x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, d))  # (B, K, D)
+        cls = (self.cls_token + pos[:, :1]).expand(b, -1, -1)  # (B, 1, D)
+        x = torch.cat([cls, x], dim=1)
         for block in self.blocks:
             x = block(x)
-        return self.norm(x)[:, 0]  # (B, D), the class token
+        return self.norm(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.tokens(x)[:, 0]  # (B, D), the class token
 
 
 def vit_tiny(in_channels: int = 3, image_size: int = 32, patch_size: int = 4) -> VisionTransformer:

@@ -126,3 +126,30 @@ def test_bad_settings_raise():
         A.SimCLRAugment(32, min_scale=0)
     with pytest.raises(ValueError, match="gray_prob"):
         A.SimCLRAugment(32, gray_prob=1.5)
+
+
+def test_random_crop_matches_padded_window():
+    x = _images(6, 8).float()
+    out = A.random_crop(x, 8, padding=2, generator=_g(3))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    g = _g(3)
+    top, left = torch.randint(5, (6,), generator=g), torch.randint(5, (6,), generator=g)
+    for b in range(6):
+        t, l = int(top[b]), int(left[b])
+        assert torch.equal(out[b], padded[b, :, t : t + 8, l : l + 8])
+    assert torch.equal(A.random_crop(x, 8, generator=_g(0)), x)  # no padding: the identity
+    assert A.random_crop(x, 5, generator=_g(0)).shape == (6, 3, 5, 5)
+    with pytest.raises(ValueError, match="size"):
+        A.random_crop(x, 13, padding=2)
+
+
+def test_crop_flip_augment():
+    aug = A.CropFlipAugment(16, seed=0)
+    assert aug.padding == 2  # 4 px at 32
+    x = _images(32, 16)
+    v = aug(x)
+    assert v.shape == (32, 3, 16, 16) and v.dtype == torch.float32
+    assert torch.equal(v, A.CropFlipAugment(16, seed=0).view(x))
+    assert not torch.equal(v, aug.normalize(x))  # something moved
+    still = A.CropFlipAugment(16, padding=0, hflip_prob=0.0)
+    assert torch.equal(still.view(x), still.normalize(x))

@@ -20,14 +20,17 @@ from mmssl.core.objectives.mutual_info import (
 )
 from mmssl.core.objectives.pretext import (
     all_rotations,
+    hamming_permutations,
     pretext_loss,
     rotate_batch,
     rotation_targets,
+    shuffle_tiles,
 )
 from mmssl.core.objectives.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 from mmssl.core.objectives.self_distillation import DINOLoss, byol_loss, negative_cosine
 from mmssl.core.objectives.variational import (
     bernoulli_log_likelihood,
+    discretized_logistic_log_likelihood,
     gaussian_elbo,
     gaussian_elbo_terms,
     gaussian_kl,
@@ -46,11 +49,13 @@ __all__ = [
     "bernoulli_log_likelihood",
     "byol_loss",
     "cpc_loss",
+    "discretized_logistic_log_likelihood",
     "donsker_varadhan_loss",
     "gaussian_elbo",
     "gaussian_elbo_terms",
     "gaussian_kl",
     "gaussian_log_likelihood",
+    "hamming_permutations",
     "info_nce",
     "jensen_shannon_loss",
     "kmeans",
@@ -67,6 +72,7 @@ __all__ = [
     "rotate_batch",
     "rotation_targets",
     "scaled_cosine_error",
+    "shuffle_tiles",
     "sinkhorn_knopp",
     "swav_loss",
     "vicreg_loss",

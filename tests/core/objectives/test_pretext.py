@@ -1,13 +1,21 @@
-"""Rotation pretext helpers and the pretext cross-entropy."""
+"""Rotation and jigsaw pretext helpers and the pretext cross-entropy."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 import torch
 
-from mmssl.core.objectives import all_rotations, pretext_loss, rotate_batch, rotation_targets
+from mmssl.core.objectives import (
+    all_rotations,
+    hamming_permutations,
+    pretext_loss,
+    rotate_batch,
+    rotation_targets,
+    shuffle_tiles,
+)
 
 
 def rot90_loop(img: list[list[float]], r: int) -> list[list[float]]:
@@ -88,3 +96,63 @@ def test_validation_errors():
         pretext_loss(torch.randn(2, 3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="label_smoothing"):
         pretext_loss(torch.randn(2, 3), torch.zeros(2, dtype=torch.long), label_smoothing=1.0)
+
+
+def hamming_greedy_loop(num: int, length: int, first: int) -> list[tuple[int, ...]]:
+    """Algorithm 1 of Noroozi and Favaro 2016 over itertools' lexicographic permutations."""
+    cands = list(itertools.permutations(range(length)))
+    chosen = [cands[first]]
+    for _ in range(num - 1):
+        best, best_d = None, -1
+        for p in cands:
+            if p in chosen:
+                continue
+            d = sum(sum(a != b for a, b in zip(p, q, strict=True)) for q in chosen)
+            if d > best_d:
+                best, best_d = p, d
+        chosen.append(best)
+    return chosen
+
+
+@pytest.mark.parametrize(("num", "length", "seed"), [(1, 3, 0), (6, 3, 1), (10, 4, 2), (24, 4, 3)])
+def test_hamming_permutations_match_greedy_loop(num, length, seed):
+    got = hamming_permutations(num, length, seed=seed)
+    first = list(itertools.permutations(range(length))).index(tuple(got[0].tolist()))
+    want = hamming_greedy_loop(num, length, first)
+    assert got.dtype == torch.long and got.shape == (num, length)
+    assert [tuple(r) for r in got.tolist()] == want
+
+
+def test_hamming_permutations_nine_tiles_deterministic_and_spread():
+    perms = hamming_permutations(30, seed=0)
+    assert perms.shape == (30, 9)
+    assert torch.equal(perms.sort(1).values, torch.arange(9).expand(30, 9))  # permutations
+    assert len({tuple(r) for r in perms.tolist()}) == 30  # distinct
+    assert torch.equal(perms, hamming_permutations(30, seed=0))
+    assert not torch.equal(perms[0], hamming_permutations(30, seed=1)[0])  # first one is seeded
+    dist = (perms[:, None] != perms[None]).sum(-1).float()  # (30, 30) Hamming distances
+    assert dist.sum() / (30 * 29) > 8.0  # the paper's sets average 8 of 9 tiles moved
+
+
+def test_shuffle_tiles_matches_loop():
+    g = torch.Generator().manual_seed(0)
+    tiles = torch.randn(5, 4, 2, 3, 3, generator=g)
+    perms = torch.stack([torch.randperm(4, generator=g) for _ in range(6)])
+    targets = torch.randint(6, (5,), generator=g)
+    out = shuffle_tiles(tiles, perms, targets)
+    for b in range(5):
+        for i in range(4):
+            assert torch.equal(out[b, i], tiles[b, perms[targets[b], i]])
+
+
+def test_jigsaw_helpers_validation():
+    with pytest.raises(ValueError, match="num"):
+        hamming_permutations(7, 3)
+    with pytest.raises(ValueError, match="length"):
+        hamming_permutations(5, 11)
+    with pytest.raises(ValueError, match="same T"):
+        shuffle_tiles(torch.randn(2, 4, 3), torch.zeros(3, 5, dtype=torch.long), torch.zeros(2))
+    with pytest.raises(ValueError, match="targets"):
+        shuffle_tiles(
+            torch.randn(2, 4, 3), torch.zeros(3, 4, dtype=torch.long), torch.zeros(3).long()
+        )
