@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     from mmssl.core.trainer import Interrupted, TrainingError
 
     default_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    # torch_geometric's import trips torch's own deprecation of torch.jit.script: nothing a
+    # user of mmssl can act on
+    warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
     try:
         if args.command == "list":
             return _list(args)
