@@ -2,11 +2,12 @@
 budget, kNN top-1 on the CIFAR-10 test images against the same encoder at random init.
 
     python benchmarks/vision_subset.py --data-root ../shared/data --out runs/vision-subset \
-        [--methods byol,simclr] [--subset 10000] [--epochs 8] [--encoder small]
+        [--methods byol,simclr] [--subset 10000] [--epochs 8] [--encoder small] [--linear]
 
 Each method runs through :func:`mmssl.pretrain.pretrain` (the same path as ``mmssl pretrain``)
 with its own paper defaults for everything the flags don't fix. Finished runs are skipped, so
-the script resumes. Prints a markdown table and writes ``table.md`` and ``table.json``.
+the script resumes. ``--linear`` adds the linear probe of each encoder and of its random
+init (cached per run in ``linear.json``). Prints a markdown table and writes ``table.md`` and ``table.json``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,32 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from mmssl.core import registry
-from mmssl.pretrain import pretrain, resolve_config
+from mmssl.core.evaluate import run_probe
+from mmssl.pretrain import load_run, pretrain, resolve_config
+
+
+def linear_probes(run: Path) -> dict[str, float]:
+    """Linear-probe test accuracy of a finished run's encoder and of the same encoder at random
+    init (the method rebuilt with the run's seed), cached in ``linear.json``."""
+    cached = run / "linear.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    method, data, cfg = load_run(run)
+    seed = cfg["seed"]
+    trained = run_probe(method, data.probe, "linear", seed=seed)["linear"]["test_acc"]
+    torch.manual_seed(seed)
+    fresh = registry.get("vision", cfg["method"]).build(data, **cfg["method_options"])
+    base = run_probe(fresh, data.probe, "linear", seed=seed)["linear"]["test_acc"]
+    out = {"linear": trained, "linear_random_init": base}
+    cached.write_text(json.dumps(out))
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}"
 
 
 def main() -> None:
@@ -31,6 +56,7 @@ def main() -> None:
     p.add_argument("--encoder", default="small")
     p.add_argument("--precision", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--linear", action="store_true", help="also the linear probe (both rows)")
     args = p.parse_args()
     names = (
         args.methods.split(",")
@@ -67,8 +93,10 @@ def main() -> None:
             print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         r = json.loads(res_path.read_text())
         knn, base = r["probe"]["knn"]["top1"], r["random_init"]["knn"]["top1"]
+        lin = linear_probes(run) if args.linear else {}
         rows.append(
             {
+                **lin,
                 "method": name,
                 "family": r["family"],
                 "kind": r["kind"],
@@ -82,16 +110,18 @@ def main() -> None:
             }
         )
     lines = [
-        "| method | family | kind | epochs | kNN top-1 | random init | gain | train s | device |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | family | kind | epochs | kNN top-1 | random init | gain | linear | random init "
+        "| train s | device |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['method']} | failed: {r['error'][:80]} | | | | | | | |")
+            lines.append(f"| {r['method']} | failed: {r['error'][:80]} | | | | | | | | | |")
             continue
         lines.append(
             f"| {r['method']} | {r['family']} | {r['kind']} | {r['epochs']} | "
             f"{100 * r['knn']:.2f} | {100 * r['random_init']:.2f} | {100 * r['gain']:+.2f} | "
+            f"{_pct(r.get('linear'))} | {_pct(r.get('linear_random_init'))} | "
             f"{r['train_seconds']:.0f} | {r['device']} |"
         )
     out.mkdir(parents=True, exist_ok=True)
