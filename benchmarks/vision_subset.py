@@ -21,6 +21,7 @@ import torch
 
 from mmssl.core import registry
 from mmssl.core.evaluate import run_probe
+from mmssl.core.trainer import Interrupted
 from mmssl.pretrain import load_run, pretrain, resolve_config
 
 
@@ -86,6 +87,8 @@ def main() -> None:
             t0 = time.perf_counter()
             try:
                 pretrain(cfg, run, resume=(run / "checkpoints" / "latest.pt").is_file())
+            except Interrupted:
+                raise  # stopped by a signal: the run is checkpointed, the table resumes later
             except Exception as err:  # keep going: one broken method must not hide the others
                 print(f"{name}: FAILED {type(err).__name__}: {err}", flush=True)
                 rows.append({"method": name, "error": f"{type(err).__name__}: {err}"})

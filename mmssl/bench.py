@@ -275,6 +275,7 @@ def run_bench(
     A cell that fails is recorded in its folder's ``error.txt`` and in the report; the others go
     on. Finished cells (with ``results.json``) are skipped, so an interrupted bench resumes.
     """
+    from mmssl.core.trainer import Interrupted
     from mmssl.pretrain import pretrain
 
     out = Path(out)
@@ -305,8 +306,8 @@ def run_bench(
                     pretrain(cfg, cell, resume=resume)
                 (cell / "error.txt").unlink(missing_ok=True)
                 log(f"    done in {time.perf_counter() - t0:.0f} s")
-            except KeyboardInterrupt:
-                raise
+            except (KeyboardInterrupt, Interrupted):
+                raise  # stopped by the user or a signal (the cell is checkpointed): stop the suite
             except Exception as err:  # one failing method must not sink the suite
                 cell.mkdir(parents=True, exist_ok=True)
                 (cell / "error.txt").write_text(traceback.format_exc())
