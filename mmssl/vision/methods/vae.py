@@ -56,7 +56,7 @@ class VAE(Method):
     kind: ClassVar[str] = "variational"
     modality: ClassVar[str] = "vision"
     # The paper: Adagrad, minibatch 100, MLPs on MNIST / Frey faces, a few million examples seen.
-    # CPU budget: AdamW at 2e-3 with a cosine schedule, batch 128, 30 epochs on digits.
+    # CPU budget: AdamW at 2e-3 with a cosine schedule, batch 128, 15 epochs on digits.
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 15,
         "batch_size": 128,
