@@ -23,6 +23,16 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), yaml.safe_load(value)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it has one and its help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mmssl",
@@ -39,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "encoder against the same encoder at random init. With no --data, runs offline on data "
         "that ships with the installed packages (vision: scikit-learn's digits; graph: PyG's "
         "KarateClub; text: the Python reference texts in the standard library's pydoc_data).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     pre.add_argument("modality", choices=("vision", "text", "graph"), help="what the data is")
     pre.add_argument("--method", help="method name (see `mmssl list`); default: simclr, mlm, dgi")
@@ -154,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
         "at random init, and raw pixels / TF-IDF / raw node features), and write results.json, "
         "report.md (tables by family and kind, which family wins) and plots/. Finished cells "
         "are kept: rerunning an interrupted bench continues where it stopped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     budget = be.add_mutually_exclusive_group()
     budget.add_argument(
