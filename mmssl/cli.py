@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--checkpoint-every", type=int, help="also checkpoint every N steps (always at the end)"
     )
+    g.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        help="also checkpoint when this many minutes have passed since the last one (default 5; "
+        "0: off)",
+    )
     g.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the method")
     g.add_argument(
@@ -240,6 +246,7 @@ TRAIN_FLAGS = (
     "precision",
     "patience",
     "checkpoint_every",
+    "checkpoint_minutes",
     "device",
     "compile",
     "deterministic",

@@ -58,7 +58,8 @@ class TrainConfig:
     grad_clip: float | None = None
     precision: str = "fp32"
     patience: int | None = None
-    checkpoint_every: int = 0
+    checkpoint_every: int = 0  # steps; 0: by the clock only
+    checkpoint_minutes: float | None = 5.0  # also checkpoint when this long has passed; None: off
     keep_checkpoints: int = 2
     log_every: int = 10
     seed: int = 0
@@ -79,6 +80,11 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.checkpoint_every < 0 or (self.checkpoint_minutes or 0) < 0:
+            raise ValueError(
+                "checkpoint_every and checkpoint_minutes must be >= 0, got "
+                f"{self.checkpoint_every} and {self.checkpoint_minutes}"
+            )
 
 
 class LARS(torch.optim.Optimizer):
@@ -453,6 +459,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         t_start, samples, t_window = time.perf_counter(), 0, time.perf_counter()
+        next_timed_ckpt = time.monotonic() + 60 * (cfg.checkpoint_minutes or 0)
         last_ckpt: Path | None = (
             self.ckpt_dir / "latest.pt"
             if self.ckpt_dir and (self.ckpt_dir / "latest.pt").exists()
@@ -511,8 +518,12 @@ class Trainer:
                                 "time": now - t_start,
                             }
                         )
-                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                    # and by the clock, so a killed run (SIGKILL, power loss) loses little work
+                    late = cfg.checkpoint_minutes and time.monotonic() >= next_timed_ckpt
+                    if due or late:
                         last_ckpt = self.save_checkpoint() or last_ckpt
+                        next_timed_ckpt = time.monotonic() + 60 * (cfg.checkpoint_minutes or 0)
                     if self._stop_signal is not None:
                         last_ckpt = self.save_checkpoint() or last_ckpt
                         raise Interrupted(

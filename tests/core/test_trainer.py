@@ -218,6 +218,32 @@ def test_checkpoint_is_never_half_written(tmp_path, monkeypatch):
     assert [p.name for p in path.parent.iterdir()] == ["latest.pt"]  # no temporary left behind
 
 
+def test_checkpoints_by_the_clock_survive_a_crash(tmp_path, monkeypatch):
+    """With no step cadence, a run still checkpoints every ``checkpoint_minutes``: a crash (here
+    a raised error, as a stand-in for SIGKILL) leaves the last timed checkpoint behind."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr("mmssl.core.trainer.time.monotonic", lambda: clock["now"])
+
+    def tick(self, batch, _forward=Regress.forward):
+        clock["now"] += 70.0  # each step "takes" 70 s: a 2-minute cadence saves every 2nd step
+        return _forward(self, batch)
+
+    monkeypatch.setattr(Regress, "forward", tick)
+    cfg = TrainConfig(epochs=3, progress=False, checkpoint_minutes=2.0)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        make(cfg, tmp_path / "timed", crash_at=12).fit()
+    assert (
+        torch.load(tmp_path / "timed" / "checkpoints" / "latest.pt", weights_only=False)["step"]
+        == 10
+    )
+    off = TrainConfig(epochs=3, progress=False, checkpoint_minutes=None)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        make(off, tmp_path / "off", crash_at=12).fit()
+    assert not (tmp_path / "off" / "checkpoints").exists()
+    with pytest.raises(ValueError, match="checkpoint_minutes must be >= 0"):
+        TrainConfig(checkpoint_minutes=-1.0)
+
+
 def test_unreadable_checkpoint_is_one_line_naming_it(tmp_path):
     t = make(TrainConfig(epochs=1, progress=False), tmp_path)
     (tmp_path / "checkpoints").mkdir()
