@@ -7,6 +7,7 @@ the ``link`` protocol scores held-out edges of a graph by the inner product of n
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -193,13 +194,25 @@ def _cv(
     outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     inner = StratifiedKFold(n_splits=min(5, folds), shuffle=True, random_state=seed)
     steps = [StandardScaler(), estimator] if standardize else [estimator]
-    model = GridSearchCV(make_pipeline(*steps), grid, cv=inner, n_jobs=1)
+    model = make_pipeline(*steps)
+    if all(len(v) == 1 for v in grid.values()):  # nothing to pick: no inner search
+        model.set_params(**{k: v[0] for k, v in grid.items()})
+    else:
+        model = GridSearchCV(model, grid, cv=inner, n_jobs=1)
     scores = cross_val_score(model, xn, yn, cv=outer, n_jobs=1)
     return {"acc": float(scores.mean()), "std": float(scores.std()), "folds": folds}
 
 
-def logreg_cv(x: Tensor, y: Tensor, *, folds: int = 10, seed: int = 0) -> dict[str, float]:
-    """SentEval-style logistic regression, ``folds``-fold CV with an inner search over C."""
+def logreg_cv(
+    x: Tensor,
+    y: Tensor,
+    *,
+    folds: int = 10,
+    seed: int = 0,
+    cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+) -> dict[str, float]:
+    """SentEval-style logistic regression on standardised features: ``folds``-fold CV with an
+    inner 5-fold search over the inverse regularisation ``cs`` (one value: no inner search)."""
     from sklearn.linear_model import LogisticRegression
 
     return _cv(
@@ -208,7 +221,7 @@ def logreg_cv(x: Tensor, y: Tensor, *, folds: int = 10, seed: int = 0) -> dict[s
         y,
         folds,
         seed,
-        {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]},
+        {"logisticregression__C": [float(c) for c in cs]},
     )
 
 

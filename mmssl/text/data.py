@@ -68,6 +68,8 @@ OPTIONS = {
     "lowercase",
     "tokenizer_type",
     "probe_chunks",
+    "probe_folds",
+    "probe_c",
     "split",
     "num_workers",
 }
@@ -412,7 +414,12 @@ def _encode(
 
 
 def _probe(
-    tok: Any, corpus: Corpus, batch_size: int, max_length: int, chunks: int
+    tok: Any,
+    corpus: Corpus,
+    batch_size: int,
+    max_length: int,
+    chunks: int,
+    probe_options: dict[str, dict[str, Any]],
 ) -> ProbeData | None:
     if not corpus.splits:
         return None
@@ -427,7 +434,7 @@ def _probe(
             )
             for i in range(0, len(texts), bs)
         ]
-    return ProbeData(splits=splits, protocol=corpus.protocol)
+    return ProbeData(splits=splits, protocol=corpus.protocol, options=probe_options)
 
 
 def load(
@@ -454,8 +461,9 @@ def load(
         options: ``corpus`` (``"senteval+brown"`` or ``+``-joined names), ``pack`` (True: packed
             blocks; False: one sentence per row), ``heldout_fraction`` (0.02), ``min_frequency``,
             ``lowercase``, ``tokenizer_type`` (``wordpiece``/``bpe``), ``probe_chunks`` (8
-            chunks per probe document), ``text_column``, ``label_column``, ``split``,
-            ``num_workers``.
+            chunks per probe document), ``probe_folds`` (10) and ``probe_c`` (one inverse
+            regularisation, or a list searched by inner CV; default 0.01..10) of the
+            ``logreg-cv`` probe, ``text_column``, ``label_column``, ``split``, ``num_workers``.
 
     Returns:
         :class:`DataBundle` whose ``train`` yields ``{input_ids, attention_mask,
@@ -532,5 +540,14 @@ def load(
         "num_train_rows": len(train),
         "num_train_tokens": int(sum(len(r) for r in train)),
     }
-    probe = _probe(tok, corpus, batch_size, max_length, options.get("probe_chunks", 8))
+    cv: dict[str, Any] = {}
+    if "probe_folds" in options:
+        cv["folds"] = int(options["probe_folds"])
+    if "probe_c" in options:  # one value or several (searched by inner CV)
+        c = options["probe_c"]
+        cv["cs"] = [float(v) for v in (c if isinstance(c, (list, tuple)) else [c])]
+    probe_options = {"logreg-cv": cv} if cv else {}
+    probe = _probe(
+        tok, corpus, batch_size, max_length, options.get("probe_chunks", 8), probe_options
+    )
     return DataBundle(name=name or "pydoc", modality="text", train=loader, probe=probe, info=info)

@@ -70,6 +70,9 @@ def test_cv_probes():
     assert logreg_cv(x, y, folds=5)["acc"] > 0.95
     assert svm_cv(x, y, folds=5)["acc"] > 0.95
     assert logreg_cv(torch.randn(120, 10), y, folds=5)["acc"] < 0.7
+    # one C: no inner search; a C so small that the classifier barely moves off chance
+    assert logreg_cv(x, y, folds=5, cs=[1.0])["acc"] > 0.95
+    assert logreg_cv(x, y, folds=5, cs=[1e-6])["acc"] < logreg_cv(x, y, folds=5)["acc"]
 
 
 class Identity(torch.nn.Module):

@@ -107,6 +107,16 @@ def test_local_folder_with_labels(tmp_path):
     assert len(texts) == 6 and labels == [0, 0, 0, 1, 1, 1] and c.probe_documents
 
 
+def test_probe_folds_and_c_reach_the_probe(tmp_path):
+    for label in ("neg", "pos"):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            (tmp_path / label / f"{i}.txt").write_text(f"a {label} review {i} .\n")
+    bundle = load(str(tmp_path), None, probe_folds=3, probe_c=0.5, batch_size=4)
+    assert bundle.probe.options == {"logreg-cv": {"folds": 3, "cs": [0.5]}}
+    assert load(str(tmp_path), None, batch_size=4).probe.options == {}
+
+
 @pytest.mark.parametrize("name", ["empty.txt", "empty.jsonl", "blank.txt"])
 def test_empty_file_is_a_data_error(tmp_path, name):
     f = tmp_path / name
