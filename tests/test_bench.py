@@ -44,6 +44,8 @@ def test_cells_baselines_report_and_resume(tmp_path: Path) -> None:
     assert (cell / "results.json").is_file() and (cell / "checkpoints" / "latest.pt").is_file()
     report = (tmp_path / "report.md").read_text()
     assert "| contrastive |" in report and "classical" in report and "wins with dgi" in report
+    assert "Against the same encoder at random init" in report  # the gap to the baseline
+    assert "| contrastive | 1 | dgi |" in report  # the per-family table
     assert (tmp_path / "plots" / "accuracy_by_method.png").stat().st_size > 1000
 
     stamp = (cell / "results.json").stat().st_mtime_ns
