@@ -1,8 +1,11 @@
 """``mmssl bench``: every registered method of a modality, one encoder, one budget, one report.
 
-A suite is, per modality, a dataset, the training settings every method shares (the budget:
-steps x batch size), the encoder options every method's ``build`` gets, the probe and the seeds.
-Each (method, seed) is a *cell*: an ordinary run folder ``<out>/<modality>/<method>/seed<N>``
+A suite is, per section (a modality, or a named section with a ``modality`` key, such as
+``graph-level`` for the methods that embed whole graphs), a dataset, the training settings every
+method shares (the budget: steps x batch size), the encoder options every method's ``build``
+gets, the probe and the seeds; ``methods`` lists a section's methods (default: every registered
+method of the modality) and ``exclude`` leaves some out.
+Each (method, seed) is a *cell*: an ordinary run folder ``<out>/<section>/<method>/seed<N>``
 made by :func:`mmssl.pretrain.pretrain`, so a cell can be inspected, probed again or resumed
 like any run. A cell with a ``results.json`` is done and is never rerun; a cell with
 checkpoints and no results resumes from them. Two baselines are cells too: ``random-init``
@@ -52,17 +55,29 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
         "graph": {
             "data": "cora",
             "data_options": {"task": "node"},
-            "train": {"max_steps": 100, "patience": None},
+            "train": {"max_steps": 50, "patience": None},
             "method_options": {},
+            "exclude": ["graphcl", "infograph"],  # whole-graph embeddings: graph-level below
             "seeds": 3,
             "probe": None,
             "reference": "dgi",
+        },
+        "graph-level": {
+            "modality": "graph",
+            "data": "mutag",
+            "methods": ["dgi", "gcc", "gpt-gnn", "graphcl", "infograph"],
+            "train": {"max_steps": 60, "batch_size": 128, "patience": None},
+            "method_options": {},
+            "seeds": 3,
+            "probe": None,  # the data's own: RBF SVM, 10-fold CV
+            "reference": "infograph",
         },
         "text": {
             "data": "mr",
             # 5 folds at one C: the full SentEval probe (10 folds x an inner search) takes
             # about 2.5 minutes a cell on MR, longer than the training
-            "data_options": {"probe_folds": 5, "probe_c": 1.0},
+            # and 32-token rows (MR's sentences average about 22 words): half the step time
+            "data_options": {"probe_folds": 5, "probe_c": 1.0, "max_length": 32},
             "train": {"max_steps": 100, "batch_size": 64, "warmup_epochs": 0},
             "method_options": {"size": "tiny"},
             "seeds": 3,
@@ -85,9 +100,20 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
             "data_options": {"task": "node"},
             "train": {"epochs": 500, "patience": None},
             "method_options": {},
+            "exclude": ["graphcl", "infograph"],
             "seeds": 5,
             "probe": None,
             "reference": "dgi",
+        },
+        "graph-level": {
+            "modality": "graph",
+            "data": "proteins",
+            "methods": ["dgi", "gcc", "gpt-gnn", "graphcl", "infograph"],
+            "train": {"epochs": 20, "batch_size": 128, "patience": None},
+            "method_options": {},
+            "seeds": 5,
+            "probe": None,
+            "reference": "infograph",
         },
         "text": {
             "data": "mr+subj+brown",
@@ -120,13 +146,33 @@ def load_suite(name_or_path: str) -> dict[str, dict[str, Any]]:
             f"bench config {name_or_path!r} is neither {' nor '.join(SUITES)} nor a YAML file"
         )
     suite = yaml.safe_load(path.read_text()) or {}
-    bad = set(suite) - set(registry.MODALITIES)
-    if bad or not suite:
+    bad = [
+        k
+        for k, spec in (suite.items() if isinstance(suite, dict) else [])
+        if not isinstance(spec, dict) or section_modality(k, spec) not in registry.MODALITIES
+    ]
+    if bad or not suite or not isinstance(suite, dict):
         raise ValueError(
             f"bench config {path}: top-level keys must be modalities "
-            f"({', '.join(registry.MODALITIES)}), got {sorted(suite) or 'nothing'}"
+            f"({', '.join(registry.MODALITIES)}) or sections with a 'modality' key, got "
+            f"{sorted(bad) if bad else 'nothing'}"
         )
     return suite
+
+
+def section_modality(section: str, spec: dict[str, Any]) -> str:
+    """The modality a suite section trains (its ``modality`` key, else its name)."""
+    return str(spec.get("modality", section))
+
+
+def section_methods(section: str, spec: dict[str, Any]) -> list[str]:
+    """A section's methods: its ``methods`` list, else every registered method of its modality
+    but the generic carriers, less its ``exclude`` list."""
+    modality = section_modality(section, spec)
+    names = spec.get("methods") or [n for n in registry.primary_names(modality) if n not in SKIP]
+    for name in names:
+        registry.get(modality, name)  # an unknown name fails here, with the closest suggested
+    return [n for n in names if n not in set(spec.get("exclude", []))]
 
 
 def _accepted(cls: type[Method], options: dict[str, Any]) -> dict[str, Any]:
@@ -283,23 +329,31 @@ def run_bench(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = list(modalities or suite)
     wanted = set(methods) if methods else None
-    for modality in chosen:
-        if modality not in suite:
-            raise ValueError(f"the bench config has no {modality!r} section ({', '.join(suite)})")
-        spec = suite[modality]
-        names = [n for n in registry.primary_names(modality) if n not in SKIP] + list(BASELINES)
+    chosen = list(suite)
+    if modalities:
+        modalities = list(modalities)
+        chosen = [
+            k for k in suite if k in modalities or section_modality(k, suite[k]) in modalities
+        ]
+        if not chosen:
+            raise ValueError(
+                f"the bench config has no section for {', '.join(modalities)} ({', '.join(suite)})"
+            )
+    for section in chosen:
+        spec = suite[section]
+        modality = section_modality(section, spec)
+        names = section_methods(section, spec) + list(BASELINES)
         if wanted:
             names = [n for n in names if n in wanted]
         n_seeds = seeds or int(spec.get("seeds", 3))
         cells = [(name, seed) for seed in range(n_seeds) for name in names]
         for i, (name, seed) in enumerate(cells, 1):
-            cell = out / modality / name / f"seed{seed}"
+            cell = out / section / name / f"seed{seed}"
             if (cell / "results.json").is_file():
                 continue
             t0 = time.perf_counter()
-            log(f"[{modality} {i}/{len(cells)}] {name} seed {seed} ...")
+            log(f"[{section} {i}/{len(cells)}] {name} seed {seed} ...")
             try:
                 if name in BASELINES:
                     _run_baseline(modality, spec, name, seed, data_root, cell)
@@ -346,9 +400,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def collect(out: Path) -> list[dict[str, Any]]:
-    """One row per (modality, method): the cells' results, aggregated over seeds."""
+    """One row per (section, method): the cells' results, aggregated over seeds. A row's
+    ``modality`` is its section's name (``graph``, ``graph-level``, ...)."""
     rows = []
-    for modality_dir in sorted(out / m for m in registry.MODALITIES if (out / m).is_dir()):
+    sections = (p for p in out.iterdir() if p.is_dir() and p.name != "plots")
+    for modality_dir in sorted(sections):
         for method_dir in sorted(p for p in modality_dir.iterdir() if p.is_dir()):
             cells = [
                 json.loads(p.read_text()) for p in sorted(method_dir.glob("seed*/results.json"))
@@ -383,6 +439,10 @@ def collect(out: Path) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def _options(options: dict[str, Any] | None) -> str:
+    return " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else ""
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -455,10 +515,11 @@ def report(out: str | Path, suite: dict[str, dict[str, Any]] | None = None) -> d
     rows = collect(out)
     lines = ["# mmssl bench report", ""]
     if suite:
-        lines += ["Budgets (shared by every method of a modality):", ""]
+        lines += ["Budgets (shared by every method of a section):", ""]
         for modality, spec in suite.items():
             lines.append(
-                f"- **{modality}**: data `{spec.get('data')}`, training `{spec.get('train')}`, "
+                f"- **{modality}**: data `{spec.get('data')}`{_options(spec.get('data_options'))}, "
+                f"training `{spec.get('train')}`, "
                 f"encoder `{spec.get('method_options')}`, probe `{spec.get('probe') or 'default'}`"
             )
         lines.append("")

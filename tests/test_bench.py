@@ -92,3 +92,22 @@ def test_primary_metric_prefers_test_accuracy() -> None:
     assert primary_metric(probe) == ("linear.test_acc", 0.8)
     assert primary_metric({"knn": {"top1": 0.5}}) == ("knn.top1", 0.5)
     assert primary_metric({}) is None
+
+
+def test_sections_of_one_modality_keep_their_own_methods_and_folders(tmp_path: Path) -> None:
+    suite = {
+        "graph": {**SUITE["graph"], "seeds": 1, "exclude": ["dgi"]},
+        "small-graph": {**SUITE["graph"], "modality": "graph", "seeds": 1, "methods": ["dgi"]},
+    }
+    logs: list[str] = []
+    run_bench(suite, tmp_path, modalities=["graph"], methods=["dgi", "classical"], log=logs.append)
+    assert (tmp_path / "small-graph" / "dgi" / "seed0" / "results.json").is_file()
+    assert not (tmp_path / "graph" / "dgi").exists()  # excluded from that section
+    assert {(r["modality"], r["method"]) for r in collect(tmp_path)} == {
+        ("graph", "classical"),
+        ("small-graph", "classical"),
+        ("small-graph", "dgi"),
+    }
+    assert "## small-graph" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="did you mean .dgi."):
+        run_bench({"g": {**SUITE["graph"], "modality": "graph", "methods": ["dgj"]}}, tmp_path)
