@@ -287,4 +287,12 @@ class TextEncoder(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the encoder so ``transformers.AutoModel.from_pretrained(path)`` loads it."""
-        self.model.save_pretrained(str(path))
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a bar for one small shard is noise in a run's log
+        try:
+            self.model.save_pretrained(str(path))
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
