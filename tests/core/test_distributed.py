@@ -24,7 +24,7 @@ from mmssl.core.objectives import (
     vicreg_loss,
 )
 
-WORLD, LOCAL_B, DIM, TIMEOUT_S = 2, 4, 5, 20
+WORLD, LOCAL_B, DIM, TIMEOUT_S = 2, 4, 5, 60
 
 LOSSES = {
     "nt_xent": lambda a, b, gather: nt_xent(a, b, temperature=0.2, gather=gather),
