@@ -479,7 +479,7 @@ def _winner(rows: list[dict[str, Any]]) -> str:
         noise = max(top["std"], rand["std"]) * (100 if top["mean"] <= 1 else 1)
         verdict = "beyond" if gap > 2 * noise else "within"
         text += (
-            f" Against the same encoder at random init ({_fmt(rand['mean'], rand['std'])}), "
+            f". Against the same encoder at random init ({_fmt(rand['mean'], rand['std'])}), "
             f"{top['method']} is {gap:+.1f} points ({verdict} twice the seed std)"
         )
     return text + "."

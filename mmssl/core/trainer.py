@@ -179,10 +179,31 @@ def batch_size_of(batch: Any) -> int:
     return 1
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start :func:`peak_memory_mb` afresh, so that several runs in one process (a bench) each
+    report their own peak. On the CPU this resets Linux's resident high-water mark."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not Linux, or not allowed: the peak then covers the whole process
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak accelerator memory when on CUDA, else the process's peak resident memory."""
+    """Peak accelerator memory when on CUDA, else the process's peak resident memory since the
+    last :func:`reset_peak_memory` (Linux; elsewhere since the process started)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -458,6 +479,7 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
+        reset_peak_memory(self.device)
         t_start, samples, t_window = time.perf_counter(), 0, time.perf_counter()
         next_timed_ckpt = time.monotonic() + 60 * (cfg.checkpoint_minutes or 0)
         last_ckpt: Path | None = (

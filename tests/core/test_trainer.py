@@ -18,6 +18,8 @@ from mmssl.core.trainer import (
     TrainingError,
     atomic_save,
     is_out_of_memory,
+    peak_memory_mb,
+    reset_peak_memory,
     warmup_cosine,
 )
 
@@ -295,3 +297,16 @@ def test_sync_bn_is_an_option_and_a_no_op_in_one_process():
     assert isinstance(synced[1], SyncBatchNorm) and synced[1].weight is bn[1].weight
     x = torch.randn(8, 3)
     torch.testing.assert_close(synced[1](x), nn.functional.batch_norm(x, None, None, training=True))
+
+
+def test_peak_memory_is_per_run_after_a_reset():
+    import os
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("resetting the resident high-water mark needs Linux's /proc/self/clear_refs")
+    cpu = torch.device("cpu")
+    big = torch.ones(300 * 2**20 // 4)  # 300 MB, touched
+    high = peak_memory_mb(cpu)
+    del big
+    reset_peak_memory(cpu)
+    assert peak_memory_mb(cpu) < high - 200  # a later run no longer reports this one's peak
