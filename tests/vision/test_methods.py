@@ -18,22 +18,6 @@ def digits():
     return load("digits", batch_size=64, seed=0)
 
 
-def _losses(method, batch, steps: int = 8, lr: float = 1e-3) -> list[float]:
-    """Adam on fixed views of one real batch: the loss must go down."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        views = method.augment(batch)
-    opt = torch.optim.Adam(method.parameters(), lr=lr)
-    out = []
-    for _ in range(steps):
-        loss = method(views)
-        out.append(float(loss.detach()))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return out
-
-
 def test_simclr_registered_and_built(digits):
     cls = registry.get("vision", "simclr")
     assert cls is SimCLR and cls.family == "contrastive"
@@ -49,10 +33,10 @@ def test_simclr_registered_and_built(digits):
     assert torch.equal(m.augment(batch)[0], m2.augment(batch)[0])  # seeded views
 
 
-def test_simclr_loss_finite_and_decreasing(digits):
+def test_simclr_loss_finite_and_decreasing(digits, fixed_batch_losses):
     torch.manual_seed(0)
     m = SimCLR.build(digits)
-    losses = _losses(m, next(iter(digits.train)))
+    losses = fixed_batch_losses(m, next(iter(digits.train)))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0] - 0.1, losses
 
@@ -73,23 +57,23 @@ def test_simclr_rejects_bad_temperature():
         SimCLR(SmallResNet(), temperature=0.0)
 
 
-def test_two_view_with_user_objective(digits):
+def test_two_view_with_user_objective(digits, fixed_batch_losses):
     def cosine_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return (1 - F.cosine_similarity(z1, z2)).mean()
 
     torch.manual_seed(0)
     m = TwoView(SmallResNet(widths=(16, 32)), objective=lambda z1, z2: cosine_loss(z1, z2))
     batch = next(iter(digits.train))
-    losses = _losses(m, batch)
+    losses = fixed_batch_losses(m, batch)
     assert losses[-1] < losses[0], losses
     assert registry.get("vision", "two-view") is TwoView
 
 
-def test_two_view_build_with_objective_path(digits):
+def test_two_view_build_with_objective_path(digits, fixed_batch_losses):
     torch.manual_seed(0)
     m = TwoView.build(digits, objective="mmssl.core.objectives:nt_xent", min_scale=0.5)
     assert m.views.min_scale == 0.5 and m.views.hflip_prob == 0.0  # digits' own hint kept
-    losses = _losses(m, next(iter(digits.train)), steps=4)
+    losses = fixed_batch_losses(m, next(iter(digits.train)), steps=4)
     assert losses[-1] < losses[0]
     with pytest.raises(ValueError, match="module:function"):
         TwoView.build(digits, objective="nt_xent")
