@@ -452,6 +452,14 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean * scale:.1f} ± {std * scale:.1f}"
 
 
+def _gap(top: dict[str, Any], other: dict[str, Any]) -> tuple[float, str]:
+    """``top``'s lead over ``other`` in points, and whether it is beyond twice the seed std."""
+    scale = 100 if top["mean"] <= 1 else 1
+    gap = (top["mean"] - other["mean"]) * scale
+    noise = max(top["std"], other["std"]) * scale
+    return gap, "beyond" if gap > 2 * noise else "within"
+
+
 def _winner(rows: list[dict[str, Any]]) -> str:
     """Which family wins: the best method of each family, and the gap between them."""
     best: dict[str, dict[str, Any]] = {}
@@ -466,18 +474,14 @@ def _winner(rows: list[dict[str, Any]]) -> str:
     top = ranked[0]
     text = f"**{top['family']}** wins with {top['method']} ({_fmt(top['mean'], top['std'])})"
     for other in ranked[1:]:
-        gap = (top["mean"] - other["mean"]) * (100 if top["mean"] <= 1 else 1)
-        noise = max(top["std"], other["std"]) * (100 if top["mean"] <= 1 else 1)
-        verdict = "beyond" if gap > 2 * noise else "within"
+        gap, verdict = _gap(top, other)
         text += (
             f"; the best {other['family']} method, {other['method']}, is {gap:.1f} points "
             f"behind ({verdict} twice the seed std)"
         )
     rand = next((r for r in rows if r["method"] == "random-init"), None)
     if rand is not None and not math.isnan(rand["mean"]):
-        gap = (top["mean"] - rand["mean"]) * (100 if top["mean"] <= 1 else 1)
-        noise = max(top["std"], rand["std"]) * (100 if top["mean"] <= 1 else 1)
-        verdict = "beyond" if gap > 2 * noise else "within"
+        gap, verdict = _gap(top, rand)
         text += (
             f". Against the same encoder at random init ({_fmt(rand['mean'], rand['std'])}), "
             f"{top['method']} is {gap:+.1f} points ({verdict} twice the seed std)"
