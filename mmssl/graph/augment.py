@@ -25,6 +25,7 @@ __all__ = [
     "drop_edges",
     "drop_nodes",
     "drop_nodes_batched",
+    "feature_permutation",
     "keep_nodes_batched",
     "mask_features",
     "ppr_diffusion",
@@ -46,19 +47,22 @@ def _check_p(p: float, what: str) -> None:
         raise ValueError(f"{what} probability must be in [0, 1), got {p}")
 
 
+def feature_permutation(data: Any, generator: torch.Generator | None = None) -> Tensor:
+    """The random node order ``(N,)`` that :func:`shuffle_features` applies to ``x``."""
+    n = data.x.shape[0]
+    device = data.x.device
+    if generator is None:
+        return torch.randperm(n, device=device)
+    return torch.randperm(n, generator=generator, device=generator.device).to(device)  # (N,)
+
+
 def shuffle_features(data: Any, generator: torch.Generator | None = None) -> Any:
     """DGI's corruption (https://arxiv.org/abs/1809.10341): permute the rows of ``x``.
 
     The graph is kept, so node :math:`i` gets the features of another node; ``x`` ``(N, F)``.
     """
-    n = data.x.shape[0]
-    device = data.x.device
-    if generator is None:
-        perm = torch.randperm(n, device=device)
-    else:
-        perm = torch.randperm(n, generator=generator, device=generator.device).to(device)  # (N,)
     out = copy.copy(data)
-    out.x = data.x[perm]  # (N, F)
+    out.x = data.x[feature_permutation(data, generator)]  # (N, F)
     return out
 
 

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv
 
-from mmssl.graph.encoders import GCN, GIN, readout
+from mmssl.graph.encoders import GCN, GIN, SparseFeatures, readout
 
 
 def _graph(n: int = 12, seed: int = 0) -> Data:
@@ -36,6 +36,62 @@ def test_gcn_caches_the_normalised_adjacency_per_edge_index() -> None:
     assert enc._cache[2] is cached
     enc(Data(x=data.x, edge_index=data.edge_index[:, :10]))  # dropped edges: recomputed
     assert enc._cache[2] is not cached and enc._cache[2].shape[1] < cached.shape[1]
+
+
+def _bag_of_words(n: int = 40, f: int = 200, seed: int = 0) -> Data:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, f, generator=g) < 0.03).float()  # 3% non-zero, like Cora's words
+    ei = torch.randint(0, n, (2, 4 * n), generator=g)
+    return Data(x=x, edge_index=torch.cat([ei, ei.flip(0)], 1))
+
+
+def test_sparse_features_give_the_dense_result_and_gradients() -> None:
+    data = _bag_of_words()
+    torch.manual_seed(0)
+    enc = GCN(200, 16, num_layers=2)
+    dense = GCN(200, 16, num_layers=2)
+    dense.load_state_dict(enc.state_dict())
+    dense.features.max_density = 0.0  # never sparse
+    out, ref = enc(data), dense(data)
+    assert enc.features._last is not None and enc.features._last[1].layout == torch.sparse_csr
+    assert dense.features._last is None
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for a, b in zip(enc.parameters(), dense.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_sparse_features_convert_once_and_leave_dense_or_trainable_inputs() -> None:
+    sf = SparseFeatures(max_density=0.1)
+    x = _bag_of_words().x
+    first = sf(x)
+    assert first.layout == torch.sparse_csr and sf(x) is first  # cached by identity
+    dense = torch.randn(40, 200)
+    assert sf(dense) is dense  # 100% non-zero: a dense product is faster
+    trainable = x.clone().requires_grad_()
+    assert sf(trainable) is trainable  # a gradient must reach it
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_forward_permuted_equals_encoding_the_shuffled_features(layers: int) -> None:
+    data = _bag_of_words()
+    enc = GCN(200, 16, num_layers=layers)
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(1))
+    h, h_perm = enc.forward_permuted(data, perm)
+    torch.testing.assert_close(h, enc(data), atol=1e-5, rtol=1e-5)
+    shuffled = Data(x=data.x[perm], edge_index=data.edge_index)
+    torch.testing.assert_close(h_perm, enc(shuffled), atol=1e-5, rtol=1e-5)
+
+
+def test_gcn_runs_under_bf16_autocast() -> None:
+    data = _bag_of_words()
+    enc = GCN(200, 16, num_layers=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = enc(data)
+        h2, _ = enc.forward_permuted(data, torch.arange(40))
+    torch.testing.assert_close(h.float(), enc(data), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h2.float(), h.float(), atol=1e-5, rtol=1e-5)
 
 
 def test_graph_readouts_and_gin() -> None:

@@ -30,7 +30,7 @@ from mmssl.core.data import DataBundle
 from mmssl.core.method import Method
 from mmssl.core.objectives import BilinearDiscriminator, jensen_shannon_loss
 from mmssl.core.registry import register
-from mmssl.graph.augment import SeededGenerators, shuffle_features
+from mmssl.graph.augment import SeededGenerators, feature_permutation, shuffle_features
 from mmssl.graph.encoders import GCN, GIN, readout
 
 __all__ = ["DGI", "mean_summary"]
@@ -95,14 +95,26 @@ class DGI(Method):
         self.generators = SeededGenerators(seed)
 
     def augment(self, batch: Any) -> tuple[Any, Any]:
-        """``data`` -> ``(data, corrupted data)``, the corruption made on the data's device."""
-        return batch, self.corruption(batch, self.generators(batch.x.device))
+        """``data`` -> ``(data, corrupted data)``, the corruption made on the data's device.
+
+        With the default corruption (row shuffling) and an encoder that can embed a
+        permutation of its input in the same pass (:meth:`GCN.forward_permuted
+        <mmssl.graph.encoders.GCN.forward_permuted>`), the second item is the permutation
+        ``(N,)`` itself: the same corruption, without encoding the shuffled features anew.
+        """
+        generator = self.generators(batch.x.device)
+        if self.corruption is shuffle_features and hasattr(self.encoder, "forward_permuted"):
+            return batch, feature_permutation(batch, generator)
+        return batch, self.corruption(batch, generator)
 
     def forward(self, batch: Any) -> dict[str, Tensor]:
         """``(data, corrupted)`` from :meth:`augment` (or a plain ``data``) -> loss and accuracy."""
         data, corrupted = batch if isinstance(batch, tuple) else self.augment(batch)
-        h = self.encoder(data)  # (N, D)
-        h_neg = self.encoder(corrupted)  # (N, D)
+        if isinstance(corrupted, Tensor):  # a row permutation of data.x
+            h, h_neg = self.encoder.forward_permuted(data, corrupted)  # (N, D) each
+        else:
+            h = self.encoder(data)  # (N, D)
+            h_neg = self.encoder(corrupted)  # (N, D)
         graph = getattr(data, "batch", None)
         num_graphs = getattr(data, "num_graphs", None) if graph is not None else 1
         if graph is None:

@@ -26,7 +26,6 @@ dense :math:`S` is ``top_k=None``). Full batch here; the paper samples 2000-node
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -39,7 +38,7 @@ from mmssl.core.method import Method
 from mmssl.core.objectives import BilinearDiscriminator, jensen_shannon_loss
 from mmssl.core.registry import register
 from mmssl.graph.augment import SeededGenerators, ppr_diffusion, shuffle_features
-from mmssl.graph.encoders import GCN, make_activation
+from mmssl.graph.encoders import GCN, SparseFeatures, make_activation, sparse_adjacency
 from mmssl.graph.methods.dgi import mean_summary
 
 __all__ = ["MVGRL", "WeightedGCN"]
@@ -58,23 +57,23 @@ class WeightedGCN(nn.Module):
         self.act = make_activation(activation, hidden_dim)
         self.out_dim = hidden_dim
         self._cache: tuple[Tensor, Tensor, Tensor] | None = None
+        self.features = SparseFeatures()  # bag-of-words features: a sparse first product
 
     def adjacency(self, edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> Tensor:
         """``S`` as a sparse ``(N, N)`` CSR matrix, ``S[i, j]`` the weight of edge ``j -> i``."""
         c = self._cache
         if c is None or c[0] is not edge_index or c[1] is not edge_weight:
-            n = num_nodes
-            coo = torch.sparse_coo_tensor(
-                edge_index.flip(0), edge_weight, (n, n), check_invariants=False
-            ).coalesce()
-            with warnings.catch_warnings():  # "CSR support is in beta": products are fine
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-                self._cache = (edge_index, edge_weight, coo.to_sparse_csr())
+            self._cache = (
+                edge_index,
+                edge_weight,
+                sparse_adjacency(edge_index, edge_weight, num_nodes),
+            )
         return self._cache[2]  # type: ignore[index]
 
     def forward(self, data: Any) -> Tensor:
         adj = self.adjacency(data.edge_index, data.edge_weight, data.x.shape[0])
-        return self.act(self.conv(data.x, adj))  # (N, D)
+        with torch.autocast(data.x.device.type, enabled=False):  # sparse products in fp32
+            return self.act(self.conv(self.features(data.x.float()), adj))  # (N, D)
 
 
 def _with_edges(data: Any, edge_index: Tensor, edge_weight: Tensor) -> Any:
