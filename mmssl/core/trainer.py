@@ -325,6 +325,8 @@ class Trainer:
             # batch statistics over every process's batch (SimCLR's global BN, BYOL, SwAV)
             method = self.method = convert_sync_batchnorm(method, self.device.type)
         method.to(self.device)
+        if isinstance(train, list | tuple):  # batches held in memory (a full graph): moved once,
+            self.train = [to_device(b, self.device) for b in train]  # not at every step
         if self.cfg.device is not None and self.device.type == "cpu" and self.cfg.device != "cpu":
             raise ValueError(f"device {self.cfg.device!r} is not available here; use --device cpu")
         optimizer = build_optimizer(method, self.cfg)
