@@ -331,7 +331,9 @@ class PyGDGI:
         return self.model.encoder(self.x, self.ei)
 
 
-def graph_pair(args: Any, scale: float = 1.0, name: str = "cora") -> tuple[PyGDGI, Mmssl]:
+def graph_pair(
+    args: Any, scale: float = 1.0, name: str = "cora", seed: int = 0
+) -> tuple[PyGDGI, Mmssl]:
     from torch_geometric.data import Batch, Data
 
     from mmssl.graph import data as graph_data
@@ -342,8 +344,8 @@ def graph_pair(args: Any, scale: float = 1.0, name: str = "cora") -> tuple[PyGDG
     if scale != 1.0:  # k disjoint copies: one graph, k components
         b = Batch.from_data_list([graph] * int(scale))
         graph = Data(x=b.x, edge_index=b.edge_index, num_nodes=b.num_nodes)
-    torch.manual_seed(0)
-    method = DGI.build(data, seed=0)
+    torch.manual_seed(seed)
+    method = DGI.build(data, seed=seed)
     ref = PyGDGI(graph, args)
     return ref, Mmssl(method, [graph], lambda b: 1, _cfg(args, optimizer="adam", lr=1e-3))
 
@@ -357,17 +359,24 @@ def probe_accuracy(z: Tensor, y: Tensor, masks: dict[str, Tensor]) -> float:
     return float(LogisticRegression(max_iter=150).fit(z[tr], y[tr]).score(z[te], y[te]))
 
 
-def dgi_accuracy(args: Any, epochs: int = 300, name: str = "cora") -> dict[str, float]:
+def dgi_accuracy(
+    args: Any, epochs: int = 300, name: str = "cora", seeds: int = 1
+) -> dict[str, list[float]]:
+    """Test accuracy of both sides after ``epochs`` full-graph steps, one value per seed."""
     from mmssl.graph import data as graph_data
 
-    ref, mm = graph_pair(args, name=name)
-    ref.drive(epochs, lambda step: None)
-    mm.run(epochs)
     probe = graph_data.load(name, str(args.data_root)).probe
     y, masks = probe.splits["all"][0][1], probe.masks
-    method = mm.trainer.accelerator.unwrap_model(mm.trainer.model)
-    z_mm = method.embed(to_device(mm.feed.loader[0], mm.trainer.device))
-    return {"ref": probe_accuracy(ref.embed(), y, masks), "mmssl": probe_accuracy(z_mm, y, masks)}
+    out: dict[str, list[float]] = {"ref": [], "mmssl": []}
+    for seed in range(seeds):
+        ref, mm = graph_pair(args, name=name, seed=seed)
+        ref.drive(epochs, lambda step: None)
+        mm.run(epochs)
+        method = mm.trainer.accelerator.unwrap_model(mm.trainer.model)
+        z_mm = method.embed(to_device(mm.feed.loader[0], mm.trainer.device))
+        out["ref"].append(probe_accuracy(ref.embed(), y, masks))
+        out["mmssl"].append(probe_accuracy(z_mm, y, masks))
+    return out
 
 
 # -------------------------------------------------------------------------------------- text
@@ -494,7 +503,7 @@ def run_task(task: str, args: Any, **pair_kw: Any) -> dict[str, Any]:
             "mmssl_epoch_s": r["mmssl"]["epoch_s"],
         }
     if task == "graph" and args.accuracy:
-        out["accuracy"] = dgi_accuracy(args, **pair_kw)
+        out["accuracy"] = dgi_accuracy(args, seeds=args.accuracy_seeds, **pair_kw)
     return out
 
 
@@ -526,8 +535,12 @@ def report(task: str, r: dict[str, Any], args: Any) -> None:
     for s, e in r.get("scale", {}).items():
         print(f"  scale {s}x: epoch {e['ref_epoch_s']:.2f} s ref, {e['mmssl_epoch_s']:.2f} s mmssl")
     if "accuracy" in r:
-        a = r["accuracy"]
-        print(f"  Cora test accuracy after 300 epochs: ref {a['ref']:.3f}, mmssl {a['mmssl']:.3f}")
+        a = {k: (statistics.mean(v), statistics.pstdev(v)) for k, v in r["accuracy"].items()}
+        print(
+            f"  Cora test accuracy after 300 epochs, {len(r['accuracy']['ref'])} seed(s): "
+            f"ref {a['ref'][0]:.3f} ± {a['ref'][1]:.3f}, mmssl {a['mmssl'][0]:.3f} ± "
+            f"{a['mmssl'][1]:.3f}"
+        )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -542,6 +555,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--scale", default="", help="e.g. 1,2,4: also time one epoch at each scale")
     p.add_argument("--accuracy", action="store_true", help="graph: also 300 epochs + probe each")
+    p.add_argument("--accuracy-seeds", type=int, default=3, help="seeds for --accuracy")
     p.add_argument("--vision-batch", type=int, default=128)
     p.add_argument("--text-batch", type=int, default=128)
     p.add_argument("--block", type=int, default=64, help="tokens per text block")
