@@ -223,6 +223,8 @@ class CPC(Method):
         *,
         encoder: str = "small",
         layer_norm: bool = True,
+        patch: int | None = None,
+        stride: int | None = None,
         steps: int = 3,
         skip: int = 1,
         directions: int = 1,
@@ -233,7 +235,8 @@ class CPC(Method):
         **augment: Any,
     ) -> CPC:
         """CPC v2 for ``data``: the ``encoder`` named (with layer norm unless ``layer_norm`` is
-        False), a 7x7 grid of the crop-and-flip view; ``augment`` overrides
+        False), a grid of the crop-and-flip view (default 7x7: ``patch`` a quarter of the view,
+        ``stride`` half a patch); ``augment`` overrides
         :class:`CropFlipAugment`; patches flip as the dataset allows.
 
         At CPU scale the context network is 64 wide (the paper: 256) and colour dropping is
@@ -245,6 +248,8 @@ class CPC(Method):
         return cls(
             layer_norm_(enc) if layer_norm else enc,
             views,
+            patch=patch,
+            stride=stride,
             steps=steps,
             skip=skip,
             directions=directions,
