@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import torch  # noqa: E402
 
 __all__ = ["make_all"]
@@ -37,49 +38,185 @@ def _by_modality(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _legend(ax: Any) -> None:
+PANEL_W, PANEL_H = 7.0, 5.0  # inches per panel; two panels a row
+FONT = {
+    "font.size": 11,
+    "axes.titlesize": 13,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 11,
+    "figure.titlesize": 14,
+}
+LABEL_PT = 9.0  # point labels; shrunk only where a panel has too many to stack
+LEGEND_IN, TITLE_IN = 0.55, 0.55  # figure margins (inches) for the legend and the title
+
+
+def _dodge(
+    ys: list[float], gap: float, lo: float | None = None, hi: float | None = None
+) -> list[float]:
+    """Move label heights ``ys`` apart so that neighbours end at least ``gap`` apart.
+
+    The order of the labels by height is kept and the total squared shift is the least
+    possible (isotonic regression of ``y_k - k * gap`` over the sorted labels). The labels
+    are kept inside ``[lo, hi]`` where they fit; where they do not, ``gap`` wins over
+    ``hi``. Returns the new heights in the order of ``ys``.
+    """
+    n = len(ys)
+    order = sorted(range(n), key=lambda i: ys[i])
+    blocks: list[list[float]] = []  # [mean, count] of pooled, adjacent labels
+    for k, i in enumerate(order):
+        blocks.append([ys[i] - k * gap, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, c2 = blocks.pop()
+            m1, c1 = blocks.pop()
+            blocks.append([(m1 * c1 + m2 * c2) / (c1 + c2), c1 + c2])
+    shifted = [m for m, c in blocks for _ in range(int(c))]
+    if hi is not None:
+        shifted = [min(v, hi - (n - 1) * gap) for v in shifted]
+    if lo is not None:
+        shifted = [max(v, lo) for v in shifted]
+    out = [0.0] * n
+    for k, i in enumerate(order):
+        out[i] = shifted[k] + k * gap
+    return out
+
+
+def _grid(n: int, heights: list[float] | None = None) -> tuple[Any, list[Any]]:
+    """A figure of ``n`` panels, two a row; ``heights`` (inches) sets each row's height."""
+    cols = 1 if n == 1 else 2
+    nrows = math.ceil(n / cols)
+    heights = heights or [PANEL_H] * nrows
+    fig, axes = plt.subplots(
+        nrows,
+        cols,
+        figsize=(PANEL_W * cols, sum(heights) + LEGEND_IN + TITLE_IN),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def _finish(fig: Any, title: str) -> None:
+    """Figure title, one family legend under the panels, layout, save."""
+    height = fig.get_figheight()
+    fig.suptitle(title)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
-    ax.legend(
+    fig.legend(
         handles,
         list(COLOURS),
-        fontsize=7,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.25),
-        ncol=2,
+        loc="lower center",
+        ncol=len(COLOURS),
         frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
     )
+    fig.tight_layout(rect=(0, LEGEND_IN / height, 1, 1 - TITLE_IN / height))
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _label_column(
+    ax: Any,
+    points: list[tuple[float, float, str, str]],
+    x_text: float,
+    lo: float,
+    hi: float,
+) -> None:
+    """Label ``(x, y, text, colour)`` points in a column at axes-x ``x_text``, the labels
+    dodged apart by their font height and tied to their points by thin leader lines.
+    Call once the layout is final: the font height in data units depends on it."""
+    if not points:
+        return
+    fig = ax.figure
+    axes_pt = ax.get_position().height * fig.get_figheight() * 72
+    size = min(LABEL_PT, axes_pt / (1.2 * len(points)))  # shrink only if they cannot stack
+    size = max(size, 5.0)
+    gap = 1.2 * size / axes_pt * (hi - lo)
+    ys = _dodge([p[1] for p in points], gap, lo + gap / 2, hi - gap / 2)
+    for (x, y, text, colour), yl in zip(points, ys, strict=True):
+        ax.annotate(
+            text,
+            xy=(x, y),
+            xycoords="data",
+            xytext=(x_text, yl),
+            textcoords=ax.get_yaxis_transform(),  # x in axes fraction, y in data
+            fontsize=size,
+            color=colour,
+            va="center",
+            ha="left",
+            annotation_clip=False,
+            arrowprops={
+                "arrowstyle": "-",
+                "lw": 0.5,
+                "color": colour,
+                "alpha": 0.5,
+                "shrinkA": 0,
+                "shrinkB": 2,
+                "relpos": (0.0, 0.5),  # end at the text's left middle, not across its letters
+            },
+        )
+
+
+def _room_right(ax: Any, xs: list[float], log: bool, used: float) -> None:
+    """Set x limits so the data fill only the left ``used`` fraction of the axes."""
+    f = math.log10 if log else float
+    lo, hi = f(min(xs)), f(max(xs))
+    span = (hi - lo) or 1.0
+    total = span / (used - 0.04)
+    lo_lim, hi_lim = lo - 0.04 * total, lo - 0.04 * total + total
+    top = lo - 0.04 * total + used * total  # where the data part of the axes ends
+    if log:
+        ax.set_xscale("log")
+        lo_lim, hi_lim, top = 10**lo_lim, 10**hi_lim, 10**top
+        # 1-2-5 ticks in plain numbers: a decade or two has too few powers of ten to read
+        ticks = [m * 10.0**k for k in range(-3, 7) for m in (1, 2, 5)]
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    else:
+        ax.set_xlim(lo_lim, hi_lim)
+        ticks = list(ax.get_xticks())
+    # no ticks under the label column: the axis ends, in effect, where the data end
+    ax.set_xticks([t for t in ticks if lo_lim <= t <= top])
+    ax.set_xlim(lo_lim, hi_lim)
 
 
 def accuracy_by_method(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    groups = _by_modality(rows)
+    groups = sorted(_by_modality(rows).items())
     if not groups:
         return None
-    height = max(len(g) for g in groups.values())
-    fig, axes = plt.subplots(
-        1, len(groups), figsize=(max(7, 5 * len(groups)), 2.2 + 0.32 * height), squeeze=False
-    )
-    for ax, (modality, mrows) in zip(axes[0], sorted(groups.items()), strict=True):
-        s = _scale(mrows)
-        mrows = sorted(mrows, key=lambda r: r["mean"])
-        ys = range(len(mrows))
-        ax.barh(
-            ys,
-            [r["mean"] * s for r in mrows],
-            xerr=[r["std"] * s for r in mrows],
-            color=[COLOURS.get(r["family"], "black") for r in mrows],
-        )
-        ax.set_yticks(list(ys), [r["method"] for r in mrows], fontsize=8)
-        lo = min(r["mean"] - r["std"] for r in mrows) * s
-        ax.set_xlim(max(0.0, lo - 5), max(r["mean"] + r["std"] for r in mrows) * s + 2)
-        ax.set_xlabel(f"{mrows[0]['metric']} (%)" if s == 100 else mrows[0]["metric"])
-        ax.set_title(modality)
-        _legend(ax)
-    fig.suptitle(
-        "Probe accuracy by method (mean ± std over seeds), coloured by family", fontsize=10
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cols = 1 if len(groups) == 1 else 2
+    counts = [len(g) for _, g in groups]
+    heights = [
+        max(PANEL_H, 1.4 + 0.24 * max(counts[i : i + cols])) for i in range(0, len(counts), cols)
+    ]
+    with plt.rc_context(FONT):
+        fig, axes = _grid(len(groups), heights)
+        for ax, (modality, mrows) in zip(axes, groups, strict=True):
+            s = _scale(mrows)
+            mrows = sorted(mrows, key=lambda r: r["mean"])
+            ys = range(len(mrows))
+            ax.barh(
+                ys,
+                [r["mean"] * s for r in mrows],
+                xerr=[r["std"] * s for r in mrows],
+                color=[COLOURS.get(r["family"], "black") for r in mrows],
+                error_kw={"lw": 1, "capsize": 2},
+            )
+            ax.set_yticks(list(ys), [r["method"] for r in mrows])
+            ax.set_ylim(-0.6, len(mrows) - 0.4)
+            lo = min(r["mean"] - r["std"] for r in mrows) * s
+            ax.set_xlim(max(0.0, lo - 5), max(r["mean"] + r["std"] for r in mrows) * s + 2)
+            ax.set_xlabel(f"{mrows[0]['metric']} (%)" if s == 100 else mrows[0]["metric"])
+            ax.set_title(modality)
+            ax.grid(axis="x", alpha=0.3)
+        _finish(fig, "Probe accuracy by method (mean ± std over seeds), coloured by family")
+        _save(fig, path)
     return path
 
 
@@ -89,60 +226,93 @@ def accuracy_vs_time(rows: list[dict[str, Any]], path: Path) -> Path | None:
     groups = {m: g for m, g in groups.items() if g}
     if not groups:
         return None
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(7, 5 * len(groups)), 4.6), squeeze=False)
-    for ax, (modality, mrows) in zip(axes[0], sorted(groups.items()), strict=True):
-        s = _scale(mrows)
-        for r in mrows:
-            ax.errorbar(
-                r["train_seconds"],
-                r["mean"] * s,
-                yerr=r["std"] * s,
-                fmt="o",
-                color=COLOURS.get(r["family"], "black"),
-            )
-            ax.annotate(r["method"], (r["train_seconds"], r["mean"] * s), fontsize=7)
-        ax.set_xlabel("training seconds (mean over seeds)")
-        ax.set_ylabel("probe accuracy (%)" if s == 100 else "probe")
-        ax.set_title(modality)
-        _legend(ax)
-    fig.suptitle("Accuracy against training time")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    used = 0.7  # the left part of each panel holds the points, the right part their names
+    with plt.rc_context(FONT):
+        fig, axes = _grid(len(groups))
+        labels = []
+        for ax, (modality, mrows) in zip(axes, sorted(groups.items()), strict=True):
+            s = _scale(mrows)
+            xs = [r["train_seconds"] for r in mrows]
+            log = min(xs) > 0 and max(xs) > 10 * min(xs)
+            for r in mrows:
+                ax.errorbar(
+                    r["train_seconds"],
+                    r["mean"] * s,
+                    yerr=r["std"] * s,
+                    fmt="o",
+                    ms=5,
+                    lw=1,
+                    color=COLOURS.get(r["family"], "black"),
+                )
+            _room_right(ax, xs, log, used)
+            lo = min(r["mean"] - r["std"] for r in mrows) * s
+            hi = max(r["mean"] + r["std"] for r in mrows) * s
+            pad = 0.06 * ((hi - lo) or 1.0)
+            ax.set_ylim(lo - pad, hi + pad)
+            scale = "log scale" if log else "linear"
+            ax.set_xlabel(f"training seconds (mean over seeds, {scale})")
+            ax.set_ylabel("probe accuracy (%)" if s == 100 else "probe")
+            ax.set_title(modality)
+            ax.grid(alpha=0.3)
+            points = [
+                (r["train_seconds"], r["mean"] * s, r["method"], COLOURS.get(r["family"], "black"))
+                for r in mrows
+            ]
+            labels.append((ax, points, lo - pad, hi + pad))
+        _finish(fig, "Accuracy against training time")
+        for ax, points, lo, hi in labels:
+            _label_column(ax, points, used + 0.06, lo, hi)
+        _save(fig, path)
     return path
+
+
+def _loss_curve(metrics: Path) -> tuple[list[float], list[float]] | None:
+    """Steps and losses scaled to [0, 1] (1 = the highest logged loss, 0 = the lowest)."""
+    if not metrics.is_file():
+        return None
+    recs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    recs = [x for x in recs if isinstance(x.get("loss"), int | float) and math.isfinite(x["loss"])]
+    if len(recs) < 2:
+        return None
+    losses = [float(x["loss"]) for x in recs]
+    lo, hi = min(losses), max(losses)
+    span = hi - lo
+    scaled = [(v - lo) / span if span > 0 else 0.5 for v in losses]
+    return [float(x["step"]) for x in recs], scaled
 
 
 def learning_curves(out: Path, rows: list[dict[str, Any]], path: Path) -> Path | None:
     groups = _by_modality([r for r in rows if r["family"] != "baseline"])
     if not groups:
         return None
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(7, 5 * len(groups)), 4.6), squeeze=False)
-    for ax, (modality, mrows) in zip(axes[0], sorted(groups.items()), strict=True):
-        for r in mrows:
-            metrics = out / modality / r["method"] / "seed0" / "metrics.jsonl"
-            if not metrics.is_file():
-                continue
-            recs = [json.loads(line) for line in metrics.read_text().splitlines() if line]
-            recs = [x for x in recs if "loss" in x]
-            if len(recs) < 2 or not recs[0]["loss"]:
-                continue
-            first = abs(recs[0]["loss"]) or 1.0
-            ax.plot(
-                [x["step"] for x in recs],
-                [x["loss"] / first for x in recs],
-                color=COLOURS.get(r["family"], "black"),
-                alpha=0.8,
-                lw=1,
-            )
-            ax.annotate(r["method"], (recs[-1]["step"], recs[-1]["loss"] / first), fontsize=6)
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss / first logged loss (seed 0)")
-        ax.set_title(modality)
-        _legend(ax)
-    fig.suptitle("Learning curves")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    used = 0.7
+    with plt.rc_context(FONT):
+        fig, axes = _grid(len(groups))
+        labels = []
+        for ax, (modality, mrows) in zip(axes, sorted(groups.items()), strict=True):
+            points = []
+            steps: list[float] = []
+            for r in mrows:
+                curve = _loss_curve(out / modality / r["method"] / "seed0" / "metrics.jsonl")
+                if curve is None:
+                    continue
+                xs, ys = curve
+                colour = COLOURS.get(r["family"], "black")
+                ax.plot(xs, ys, color=colour, alpha=0.8, lw=1.2)
+                points.append((xs[-1], ys[-1], r["method"], colour))
+                steps += xs
+            if steps:
+                _room_right(ax, steps, False, used)
+            ax.set_ylim(-0.05, 1.05)
+            ax.set_xlabel("step")
+            ax.set_ylabel("training loss, min-max scaled per method\n(1 = highest, 0 = lowest)")
+            ax.set_title(f"{modality} (seed 0)")
+            ax.grid(alpha=0.3)
+            labels.append((ax, points))
+        _finish(fig, "Learning curves")
+        for ax, points in labels:
+            _label_column(ax, points, used + 0.08, -0.05, 1.05)
+        _save(fig, path)
     return path
 
 
