@@ -277,7 +277,7 @@ def vision_pair(args: Any, scale: float = 1.0, folder: Path | None = None) -> tu
 def _cfg(args: Any, **kw: Any) -> TrainConfig:
     return TrainConfig(
         epochs=1, schedule="constant", precision=args.precision, device=args.device.type,
-        progress=False, log_every=10**9, **kw,
+        progress=False, log_every=10**9, channels_last=args.channels_last, **kw,
     )  # fmt: skip
 
 
@@ -510,6 +510,7 @@ def run_task(task: str, args: Any, **pair_kw: Any) -> dict[str, Any]:
 def report(task: str, r: dict[str, Any], args: Any) -> None:
     print(
         f"\n== {task}: {args.precision}, {args.device}, {args.rounds} rounds x {args.steps} steps"
+        + (f", mmssl channels_last={args.channels_last}" if args.channels_last is not None else "")
     )
     for side in ("ref", "mmssl"):
         s = r[side]
@@ -561,6 +562,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--block", type=int, default=64, help="tokens per text block")
     p.add_argument("--workers", type=int, default=2, help="lightly's DataLoader workers")
     p.add_argument("--encoder", default="resnet18")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mmssl's TrainConfig.channels_last (default: the library's, on with CUDA only)",
+    )
     args = p.parse_args(argv)
     args.device, args.data_root = torch.device(args.device), Path(args.data_root).expanduser()
     args.scale = [float(s) for s in args.scale.split(",") if s]

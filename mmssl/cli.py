@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="multi-process runs: batch-norm statistics over every process's batch",
     )
     g.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="convolution weights and activations in NHWC layout (default: on with CUDA)",
+    )
+    g.add_argument(
         "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar"
     )
     d = pre.add_argument_group("data and method options")
@@ -251,6 +257,7 @@ TRAIN_FLAGS = (
     "compile",
     "deterministic",
     "sync_bn",
+    "channels_last",
     "progress",
 )
 

@@ -102,7 +102,12 @@ def save_encoder(method: Method, out: Path, data: DataBundle) -> None:
 
     encoder = getattr(method, "encoder", method)
     tmp = out / ".encoder.safetensors.tmp"
+    nhwc = any(p.dim() == 4 and not p.is_contiguous() for p in encoder.parameters())
+    if nhwc:  # trained channels-last: safetensors stores contiguous tensors only
+        encoder.to(memory_format=torch.contiguous_format)
     save_model(encoder, str(tmp))
+    if nhwc:
+        encoder.to(memory_format=torch.channels_last)
     os.replace(tmp, out / "encoder.safetensors")
     if hasattr(encoder, "save_pretrained"):
         encoder.save_pretrained(out / "encoder")

@@ -310,3 +310,38 @@ def test_peak_memory_is_per_run_after_a_reset():
     del big
     reset_peak_memory(cpu)
     assert peak_memory_mb(cpu) < high - 200  # a later run no longer reports this one's peak
+
+
+class ConvRegress(Method):
+    family = "generative"
+    kind = "auto-encoding"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return self.encoder(batch).square().mean()
+
+
+def test_channels_last_trains_equally_and_exports_plain_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from mmssl.pretrain import save_encoder
+
+    data = [torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    runs = {}
+    for nhwc in (False, True):
+        torch.manual_seed(0)
+        method = ConvRegress()
+        cfg = TrainConfig(epochs=1, progress=False, channels_last=nhwc, optimizer="sgd", lr=0.1)
+        Trainer(method, data, cfg).fit()
+        conv = method.encoder[0].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == nhwc
+        assert conv.is_contiguous() != nhwc  # 3 input channels: the two layouts differ
+        save_encoder(method, tmp_path, data=None)
+        runs[nhwc] = load_file(tmp_path / "encoder.safetensors")
+        assert method.encoder[0].weight.is_contiguous(memory_format=torch.channels_last) == nhwc
+    for k, v in runs[False].items():
+        torch.testing.assert_close(runs[True][k], v, atol=1e-5, rtol=1e-5)
+    assert TrainConfig().channels_last is None  # auto: on with CUDA only
