@@ -366,7 +366,7 @@ def tsne_maps(out: Path, rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=4)
         ax.set_title(f"{modality}: {r['method']} ({r['family']})", fontsize=9)
     fig.suptitle("t-SNE of frozen embeddings, coloured by the probe's labels")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - TITLE_IN / fig.get_figheight()))  # room for the title
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -247,23 +247,21 @@ class GCN(nn.Module):
         """The normalised adjacency as a sparse CSR ``(N, N)`` matrix (row = target), cached."""
         return self._normalize(edge_index, num_nodes)[2]
 
-    def _layers(self, x: Tensor, adj: Tensor, first: Tensor | None = None) -> Tensor:
+    def _layers(self, h: Tensor, adj: Tensor, start: int) -> Tensor:
+        """Layers ``start, start + 1, ...`` on ``h``; the first one's input goes through
+        :class:`SparseFeatures` (a CSR matrix when the features are sparse)."""
         for i, (conv, act) in enumerate(zip(self.convs, self.acts, strict=True)):
-            if i == 0 and first is not None:
-                x = act(first)  # the first layer, already computed
-                continue
-            x = self.dropout(x)
-            if i == 0:
-                x = self.features(x)  # a CSR matrix when the features are sparse
-            x = act(conv(x, adj))  # (N, D)
-        return x
+            if i >= start:
+                h = self.dropout(h)
+                h = act(conv(self.features(h) if i == 0 else h, adj))  # (N, D)
+        return h
 
     def forward(self, data: Any) -> Tensor:
         """``data`` with ``x`` ``(N, F)`` -> ``(N, D)``, or ``(G, D)`` with a readout."""
         x, edge_index, batch, num_graphs = _inputs(data)
         adj = self.adjacency(edge_index, x.shape[0])
         with _fp32(x):  # sparse products: fp32 (no bf16 kernels for CSR on every device)
-            h = self._layers(x.float(), adj)
+            h = self._layers(x.float(), adj, 0)
         if self.pool is None:
             return h
         return self.pool(h, batch, num_graphs)  # (G, D)
@@ -290,8 +288,9 @@ class GCN(nn.Module):
             both = adj @ torch.cat([xw, xw[perm]], dim=1)  # (N, 2D): one sparse product
             if conv.bias is not None:
                 both = both + conv.bias.repeat(2)
-            h, h_perm = both[:, :d], both[:, d:]  # (N, D) each
-            return self._layers(x, adj, h), self._layers(x, adj, h_perm)
+            act = self.acts[0]
+            h, h_perm = act(both[:, :d]), act(both[:, d:])  # the first layer's output, each
+            return self._layers(h, adj, 1), self._layers(h_perm, adj, 1)
 
 
 class GIN(nn.Module):
