@@ -141,6 +141,13 @@ def _parser() -> argparse.ArgumentParser:
         "--probe", choices=PROBES, help="probe protocol (default: the dataset's standard one)"
     )
     e.add_argument(
+        "--knn-every",
+        type=int,
+        metavar="N",
+        help="data with labelled train and test splits: kNN top-1 (k=200) of the frozen encoder every N epochs, "
+        "written to metrics.jsonl and the progress bar (default 0: only at the end)",
+    )
+    e.add_argument(
         "--no-baseline",
         dest="baseline",
         action="store_false",
@@ -295,6 +302,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         data_options=data_options,
         probe=args.probe or base.get("probe"),
         baseline=args.baseline if args.baseline is not None else base.get("baseline", True),
+        knn_every=args.knn_every if args.knn_every is not None else base.get("knn_every", 0),
     )
     out = Path(args.out) if args.out else default_out(cfg)
     results = pretrain(cfg, out, resume=args.resume)

@@ -50,8 +50,14 @@ def resolve_config(
     data_options: dict[str, Any] | None = None,
     probe: str | None = None,
     baseline: bool = True,
+    knn_every: int = 0,
 ) -> dict[str, Any]:
-    """Merge the trainer's defaults, the method's paper defaults and the user's settings."""
+    """Merge the trainer's defaults, the method's paper defaults and the user's settings.
+
+    ``knn_every``: score the encoder with the kNN probe every this many epochs during training
+    (0: never); the scores go to ``metrics.jsonl`` and the progress bar."""
+    if knn_every < 0:
+        raise ValueError(f"--knn-every must be >= 0 (epochs between kNN scores), got {knn_every}")
     cls = registry.get(modality, method)
     defaults = dict(cls.defaults)
     method_data_opts = dict(defaults.pop("data_options", {}))  # e.g. VGAE's link-prediction task
@@ -78,6 +84,7 @@ def resolve_config(
         "data_options": data_opts,
         "probe": probe,
         "baseline": baseline,
+        "knn_every": knn_every,
     }
 
 
@@ -116,6 +123,25 @@ def save_encoder(method: Method, out: Path, data: DataBundle) -> None:
             tok.save_pretrained(out / "encoder")
 
 
+def knn_monitor(method: Method, data: DataBundle, every: int) -> Any:
+    """An ``on_epoch_end`` callback: every ``every`` epochs, the kNN top-1 (k = 200) of the
+    frozen encoder on ``data``'s probe splits, logged as ``knn_top1``."""
+    if data.probe is None or not {"train", "test"} <= set(data.probe.splits):
+        raise DataError(
+            f"--knn-every: dataset {data.name!r} has no labelled train and test splits to score; "
+            "give labelled data or drop --knn-every"
+        )
+
+    def on_epoch_end(trainer: Trainer, epoch: int) -> dict[str, float]:
+        if epoch % every:
+            return {}
+        t0 = time.perf_counter()
+        top1 = run_probe(method, data.probe, "knn", device=trainer.device)["knn"]["top1"]
+        return {"knn_top1": top1, "knn_seconds": time.perf_counter() - t0}
+
+    return on_epoch_end
+
+
 def pretrain(
     cfg: dict[str, Any], out: str | Path | None = None, *, resume: bool = False
 ) -> dict[str, Any]:
@@ -147,7 +173,9 @@ def pretrain(
     tmp = out / ".config.yaml.tmp"
     tmp.write_text(yaml.safe_dump(_jsonable(cfg), sort_keys=False))
     os.replace(tmp, out / "config.yaml")
-    trainer = Trainer(method, data.train, train_cfg, out_dir=out)
+    every = cfg.get("knn_every") or 0
+    monitor = knn_monitor(method, data, every) if every else None
+    trainer = Trainer(method, data.train, train_cfg, out_dir=out, on_epoch_end=monitor)
     if resume and trainer.load_checkpoint():
         print(f"resumed from {ckpt} at step {trainer.step}")
     summary = trainer.fit()

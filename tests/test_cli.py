@@ -176,3 +176,23 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(sig, tmp_path, monkeypa
     assert full.keys() == resumed.keys()
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=1e-6)
+
+
+def test_knn_monitor_scores_every_n_epochs_into_metrics(tmp_path):
+    out = tmp_path / "run"
+    args = ["pretrain", "vision", "--method", "simclr", "--epochs", "2", "--batch-size", "256"]
+    args += ["--knn-every", "1", "--out", str(out), "--no-progress", "--no-baseline"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "knn_top1" in r]
+    assert [r["epoch"] for r in scored] == [1, 2]
+    assert all(0.0 < r["knn_top1"] <= 1.0 for r in scored)
+    # the last monitor score is the final probe's: same frozen encoder, same kNN
+    res = json.loads((out / "results.json").read_text())
+    assert scored[-1]["knn_top1"] == pytest.approx(res["probe"]["knn"]["top1"])
+    assert yaml.safe_load((out / "config.yaml").read_text())["knn_every"] == 1
+
+
+def test_knn_monitor_rejects_a_negative_interval(capsys):
+    assert main(["pretrain", "vision", "--knn-every", "-1", "--no-progress"]) == 2
+    assert "--knn-every must be >= 0" in capsys.readouterr().err

@@ -498,6 +498,7 @@ class Trainer:
             else None
         )
         stopped_early = False
+        monitored: dict[str, str] = {}  # the on_epoch_end numbers, for the progress bar
         try:
             while self.step < self.total_steps:
                 skip = (
@@ -539,7 +540,9 @@ class Trainer:
                         now = time.perf_counter()
                         rate = samples / max(now - t_window, 1e-9)
                         samples, t_window = 0, now
-                        bar.set_postfix(loss=f"{logs['loss']:.4f}", ex_per_s=f"{rate:.0f}")
+                        bar.set_postfix(
+                            loss=f"{logs['loss']:.4f}", ex_per_s=f"{rate:.0f}", **monitored
+                        )
                         self._log(
                             {
                                 "step": self.step,
@@ -570,7 +573,11 @@ class Trainer:
                         "epoch_loss": epoch_loss / max(1, epoch_batches),
                     }
                     if self.on_epoch_end is not None:
-                        record.update(self.on_epoch_end(self, self.epoch))
+                        extra = self.on_epoch_end(self, self.epoch)
+                        record.update(extra)
+                        monitored.update(  # shown in the progress bar until the next one
+                            {k: f"{v:.4g}" for k, v in extra.items() if not k.endswith("seconds")}
+                        )
                     self._log(record)
                     if cfg.patience:
                         if record["epoch_loss"] < self.best_loss:
