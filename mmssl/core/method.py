@@ -114,16 +114,22 @@ class Method(nn.Module):
         return groups
 
 
-def loss_and_logs(out: Tensor | dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-    """Split a method's output into the loss to minimise and the scalars to log."""
+def loss_and_scalars(out: Tensor | dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Split a method's output into the loss to minimise and the scalars to log, still as
+    detached tensors: reading them (``float``) waits for the device, so the trainer reads them
+    only when it logs."""
     if isinstance(out, Tensor):
-        return out, {"loss": float(out.detach())}
+        return out, {"loss": out.detach()}
     if "loss" not in out:
         raise KeyError("a method's forward must return a tensor or a dict with a 'loss' key")
-    logs = {
-        k: float(v.detach()) for k, v in out.items() if isinstance(v, Tensor) and v.numel() == 1
-    }
-    return out["loss"], logs
+    scalars = {k: v.detach() for k, v in out.items() if isinstance(v, Tensor) and v.numel() == 1}
+    return out["loss"], scalars
+
+
+def loss_and_logs(out: Tensor | dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Split a method's output into the loss to minimise and the scalars to log, as floats."""
+    loss, scalars = loss_and_scalars(out)
+    return loss, {k: float(v) for k, v in scalars.items()}
 
 
 class TwoViewMethod(Method):

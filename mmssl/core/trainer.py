@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from mmssl.core.data import DataError, to_device
 from mmssl.core.distributed import convert_sync_batchnorm
-from mmssl.core.method import Method, SeededGenerators, loss_and_logs
+from mmssl.core.method import Method, SeededGenerators, loss_and_scalars
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -321,6 +321,9 @@ class Trainer:
         self.bad_epochs = 0
         self._best_state: dict[str, Tensor] | None = None
         self._stop_signal: int | None = None
+        # read each step's loss only at logs, checkpoints and epoch ends (on the CPU a read is
+        # free, so there every step is checked at once)
+        self.lazy_loss_check = self.device.type != "cpu"
 
         if self.cfg.sync_bn and self.accelerator.num_processes > 1:
             # batch statistics over every process's batch (SimCLR's global BN, BYOL, SwAV)
@@ -445,6 +448,22 @@ class Trainer:
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def _check_losses(self, losses: list[tuple[int, Tensor]], last_ckpt: Path | None) -> None:
+        """Raise on the first non-finite loss among the steps not yet checked (one device read
+        for all of them), then forget them."""
+        if not losses:
+            return
+        values = torch.stack([v.float() for _, v in losses]).cpu()
+        bad = (~torch.isfinite(values)).nonzero()
+        if len(bad):
+            k = int(bad[0])
+            raise TrainingError(
+                f"loss is {float(values[k])} at step {losses[k][0]} "
+                f"({self._last_checkpoint(last_ckpt)}); "
+                "lower --lr, add --grad-clip 1.0 or use --precision fp32"
+            )
+        losses.clear()
+
     def _reseed_loader(self, epoch: int) -> None:
         # The order of epoch e depends only on (seed, e), so a resumed run sees the same batches.
         gen = getattr(self.train, "generator", None)
@@ -499,13 +518,17 @@ class Trainer:
         )
         stopped_early = False
         monitored: dict[str, str] = {}  # the on_epoch_end numbers, for the progress bar
+        # Each step's loss stays on the device until it is read at the next log, checkpoint or
+        # epoch end: a read waits for the device, and one per step would stall the CUDA queue.
+        losses: list[tuple[int, Tensor]] = []
+        lazy = self.lazy_loss_check
         try:
             while self.step < self.total_steps:
                 skip = (
                     self.step - self.epoch * self.steps_per_epoch
                 )  # batches already done this epoch
                 self._reseed_loader(self.epoch)
-                epoch_loss, epoch_batches = 0.0, 0
+                epoch_loss, epoch_batches = torch.zeros((), device=self.device), 0
                 for i, batch in enumerate(self.train):
                     if i < skip:
                         continue
@@ -516,13 +539,10 @@ class Trainer:
                         batch = unwrapped.augment(batch)
                     with acc.autocast():
                         out = self.model(batch)
-                    loss, logs = loss_and_logs(out)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"loss is {float(loss.detach())} at step {self.step} "
-                            f"({self._last_checkpoint(last_ckpt)}); "
-                            "lower --lr, add --grad-clip 1.0 or use --precision fp32"
-                        )
+                    loss, scalars = loss_and_scalars(out)
+                    losses.append((self.step, scalars["loss"]))
+                    if not lazy:  # on the CPU reading the loss costs nothing: check every step
+                        self._check_losses(losses, last_ckpt)
                     self.optimizer.zero_grad(set_to_none=True)
                     acc.backward(loss)
                     if cfg.grad_clip:
@@ -533,10 +553,12 @@ class Trainer:
                     unwrapped.after_step(self.step, self.total_steps)
                     n = batch_size_of(batch)
                     samples += n
-                    epoch_loss += logs["loss"]
+                    epoch_loss += scalars["loss"]
                     epoch_batches += 1
                     bar.update(1)
                     if self.step % max(1, cfg.log_every) == 0 or self.step == self.total_steps:
+                        self._check_losses(losses, last_ckpt)  # waits for the device
+                        logs = {k: float(v) for k, v in scalars.items()}
                         now = time.perf_counter()
                         rate = samples / max(now - t_window, 1e-9)
                         samples, t_window = 0, now
@@ -557,20 +579,23 @@ class Trainer:
                     # and by the clock, so a killed run (SIGKILL, power loss) loses little work
                     late = cfg.checkpoint_minutes and time.monotonic() >= next_timed_ckpt
                     if due or late:
+                        self._check_losses(losses, last_ckpt)
                         last_ckpt = self.save_checkpoint() or last_ckpt
                         next_timed_ckpt = time.monotonic() + 60 * (cfg.checkpoint_minutes or 0)
                     if self._stop_signal is not None:
+                        self._check_losses(losses, last_ckpt)
                         last_ckpt = self.save_checkpoint() or last_ckpt
                         raise Interrupted(
                             f"stopped by signal {self._stop_signal} at step {self.step}; "
                             f"checkpoint: {last_ckpt}; rerun with --resume to continue"
                         )
                 else:
+                    self._check_losses(losses, last_ckpt)
                     self.epoch += 1
                     record: dict[str, Any] = {
                         "epoch": self.epoch,
                         "step": self.step,
-                        "epoch_loss": epoch_loss / max(1, epoch_batches),
+                        "epoch_loss": float(epoch_loss) / max(1, epoch_batches),
                     }
                     if self.on_epoch_end is not None:
                         extra = self.on_epoch_end(self, self.epoch)
@@ -590,6 +615,7 @@ class Trainer:
                                 break
                     continue
                 break  # inner loop ended by the step budget
+            self._check_losses(losses, last_ckpt)
         except RuntimeError as err:
             if not is_out_of_memory(err):
                 raise

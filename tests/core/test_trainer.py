@@ -204,6 +204,36 @@ def test_infinite_loss_stops_naming_step_and_checkpoint(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
 
 
+def test_lazy_loss_check_names_the_first_bad_step_and_keeps_the_good_checkpoint(tmp_path):
+    """As on CUDA: losses are read only at logs, checkpoints and epoch ends, so training runs
+    on past a bad step, but the error names that step and no later checkpoint is written."""
+    cfg = TrainConfig(epochs=5, checkpoint_every=4, log_every=100, progress=False)
+    t = make(cfg, tmp_path)
+    t.lazy_loss_check = True
+    forward = t.method.forward
+
+    def blow_up(batch):
+        out = forward(batch)
+        return {**out, "loss": out["loss"] * math.inf} if t.method.calls >= 7 else out
+
+    t.method.forward = blow_up
+    with pytest.raises(TrainingError, match=r"loss is inf at step 6 \(last good checkpoint: .*"):
+        t.fit()
+    assert t.step == 8  # ran on to the next checkpoint, which found the bad loss
+    assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
+    assert not (tmp_path / "checkpoints" / "step_00000008.pt").exists()
+
+
+def test_lazy_loss_check_trains_like_the_eager_one(tmp_path):
+    cfg = TrainConfig(epochs=3, lr=0.05, optimizer="adam", progress=False)
+    eager, lazy = make(cfg, tmp_path / "a"), make(cfg, tmp_path / "b")
+    lazy.lazy_loss_check = True
+    a, b = eager.fit(), lazy.fit()
+    assert a["steps"] == b["steps"]
+    for p, q in zip(eager.method.parameters(), lazy.method.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
 def test_checkpoint_is_never_half_written(tmp_path, monkeypatch):
     path = tmp_path / "checkpoints" / "latest.pt"
     atomic_save({"step": 1}, path)
