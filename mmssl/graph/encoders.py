@@ -128,9 +128,12 @@ class SparseFeatures:
     """Node features as a sparse CSR matrix when that makes the first projection cheaper.
 
     Bag-of-words features (Cora: 1.3% non-zero) make :math:`XW` a sparse product, several times
-    faster than the dense one, forward and backward. ``x`` goes sparse when it is a float matrix
-    that needs no gradient and at most ``max_density`` of it is non-zero; the CSR copy of the
-    last ``x`` is kept, so a graph that every step reuses (full-batch training) converts once.
+    faster than the dense one, forward and backward, on the CPU. ``x`` goes sparse when it is a
+    float matrix on the CPU that needs no gradient and at most ``max_density`` of it is
+    non-zero; the CSR copy of the last ``x`` is kept, so a graph that every step reuses
+    (full-batch training) converts once. On a GPU the dense product of a graph this size takes
+    microseconds, and the sparse one's backward (a transposed CSR product) costs more: ``x``
+    stays dense there.
     """
 
     def __init__(self, max_density: float = 0.1) -> None:
@@ -142,6 +145,7 @@ class SparseFeatures:
             return self._last[1]
         if (
             x.dim() != 2
+            or x.device.type != "cpu"
             or x.layout != torch.strided
             or not x.is_floating_point()
             or (x.requires_grad and torch.is_grad_enabled())
