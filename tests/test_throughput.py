@@ -77,3 +77,16 @@ def test_vision_simclr_against_lightly(bench, tmp_path):
                 Image.fromarray(pixels.numpy()).save(d / f"{i}.png")
     args = tiny_args(bench, tmp_path, "--vision-batch", "4", "--workers", "0", "--encoder", "small")
     check(bench.run_task("vision", args, folder=tmp_path / "imgs"))
+
+
+def test_step_profile_times_every_part_of_the_step(monkeypatch):
+    spec = importlib.util.spec_from_file_location("step_profile", SCRIPT.parent / "step_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flags = ["--data", "digits", "--device", "cpu", "--precision", "fp32", "--encoder", "small"]
+    r = module.main([*flags, "--batch", "32", "--steps", "2", "--warmup", "1"])
+    for key in ("step_ms", "fetch_copy_ms", "augment_ms", "fwd_bwd_ms", "optimizer_ms"):
+        assert math.isfinite(r[key]) and r[key] > 0, key
+    # SmallResNet on 32x32 digits: tens of MFLOPs an image, forward and backward of two views
+    assert 0.005 < r["gflop_per_image"] < 1.0
+    assert r["images_per_s"] == pytest.approx(32 / (r["step_ms"] / 1e3))

@@ -1,0 +1,166 @@
+"""Issue 8: where one SimCLR training step goes (the profile behind benchmarks/README.md).
+
+    python benchmarks/step_profile.py --data-root ../shared/data --device cuda --precision bf16 \\
+        [--steps 100] [--encoder resnet18] [--batch 128] [--compile] [--table profile.txt]
+
+Drives mmssl's own :class:`~mmssl.core.trainer.Trainer` (the harness of ``throughput.py``) on
+CIFAR-10 (or ``--data digits``) and prints, per step:
+
+* the full trainer step, and its parts timed alone: the batch's fetch and copy to the device,
+  the on-device augmentation, the method's forward and backward, the optimizer step;
+* the model's FLOPs per image (``torch.utils.flop_counter``, both views, forward and backward)
+  and the rate the full step achieves, to set against the device's peak;
+* on CUDA, a ``torch.profiler`` run: kernel launches per step, the time the GPU is busy with
+  kernels in each step, and the ops that take it (``--table`` writes the full tables);
+* with ``--compile``, the same trainer step under ``torch.compile``: compile time and speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import Mmssl  # noqa: E402  (the harness: mmssl's trainer driven n steps at a time)
+
+from mmssl.core.data import to_device  # noqa: E402
+from mmssl.core.trainer import TrainConfig  # noqa: E402
+from mmssl.vision import data as vision_data  # noqa: E402
+from mmssl.vision.methods.simclr import SimCLR  # noqa: E402
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="cifar10", help="cifar10 (under --data-root) or digits")
+    p.add_argument("--data-root", default=os.environ.get("MMSSL_DATA", "../shared/data"))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    p.add_argument("--encoder", default="resnet18")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=100, help="steps per timing")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
+    p.add_argument("--table", help="write the profiler's tables here (CUDA)")
+    return p.parse_args(argv)
+
+
+def flops_per_image(method: SimCLR, views: Any) -> float:
+    """FLOPs of the method's forward and backward on ``views``, per image (on the CPU)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = copy.deepcopy(method).float().cpu().to(memory_format=torch.contiguous_format)
+    small = tuple(v[:4].float().cpu().contiguous() for v in views)
+    with FlopCounterMode(display=False) as counter:
+        out = m(small)
+        (out if isinstance(out, torch.Tensor) else out["loss"]).backward()
+    return counter.get_total_flops() / small[0].shape[0]
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse(argv)
+    dev = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+    def timed(fn: Any, n: int) -> float:
+        sync()
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync()
+        return (time.perf_counter() - t) / n
+
+    source = args.data if args.data == "digits" else str(Path(args.data_root) / args.data)
+    data = vision_data.load(source, batch_size=args.batch)
+
+    def side(compile_: bool = False) -> Mmssl:
+        torch.manual_seed(0)
+        method = SimCLR.build(data, encoder=args.encoder, seed=0)
+        cfg = TrainConfig(
+            epochs=1, schedule="constant", precision=args.precision, device=dev.type,
+            progress=False, log_every=50, compile=compile_, optimizer="adamw", lr=2e-3,
+        )  # fmt: skip
+        return Mmssl(method, data.train, lambda b: b.shape[0], cfg)
+
+    mm = side()
+    mm.run(args.warmup)
+    step = timed(lambda: mm.run(args.steps), 1) / args.steps
+    tr = mm.trainer
+    model, method = tr.model, tr.accelerator.unwrap_model(tr.model)
+    raw = to_device(next(iter(data.train)), tr.device)
+    with torch.no_grad():
+        views = method.augment(raw)
+
+    def fwd_bwd() -> None:
+        model.zero_grad(set_to_none=True)
+        with tr.accelerator.autocast():
+            out = model(views)
+        (out if isinstance(out, torch.Tensor) else out["loss"]).backward()
+
+    batch = len(raw)
+    r = {
+        "step_ms": 1e3 * step,
+        "images_per_s": batch / step,
+        "fetch_copy_ms": 1e3 * timed(lambda: to_device(next(iter(data.train)), tr.device), 20),
+        "augment_ms": 1e3 * timed(lambda: method.augment(raw), args.steps),
+        "fwd_bwd_ms": 1e3 * timed(fwd_bwd, args.steps),
+        "optimizer_ms": 1e3 * timed(tr.optimizer.step, args.steps),
+        "gflop_per_image": flops_per_image(method, views) / 1e9,
+    }
+    r["step_efficiency"] = r["fwd_bwd_ms"] / r["step_ms"]
+    r["tflops_in_step"] = r["gflop_per_image"] * r["images_per_s"] / 1e3
+    print(
+        f"{args.encoder}, batch {batch}, {args.precision}, {dev}: full trainer step "
+        f"{r['step_ms']:.2f} ms = {r['images_per_s']:.0f} images/s\n"
+        f"  alone: fetch+copy {r['fetch_copy_ms']:.2f} ms, augment {r['augment_ms']:.2f} ms, "
+        f"forward+backward {r['fwd_bwd_ms']:.2f} ms, optimizer {r['optimizer_ms']:.2f} ms "
+        f"(step efficiency {r['step_efficiency']:.2f})\n"
+        f"  model: {r['gflop_per_image']:.2f} GFLOP per image (both views, fwd+bwd); the full "
+        f"step runs {r['tflops_in_step']:.1f} TFLOP/s"
+    )
+    if dev.type == "cuda":
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+
+        n = 20
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            mm.run(n)
+            sync()
+        events = prof.events()
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        launches = sum(1 for e in events if e.name in ("cudaLaunchKernel", "cuLaunchKernel"))
+        r["gpu_busy_ms"] = sum(e.device_time for e in kernels) / n / 1e3
+        r["launches_per_step"] = launches / n
+        print(
+            f"  profiler ({n} steps): {r['launches_per_step']:.0f} kernel launches a step; "
+            f"kernels keep the GPU busy {r['gpu_busy_ms']:.2f} ms of each step"
+        )
+        ka = prof.key_averages()
+        print(ka.table(sort_by="self_cuda_time_total", row_limit=10, max_name_column_width=50))
+        if args.table:
+            Path(args.table).write_text(
+                ka.table(sort_by="self_cuda_time_total", row_limit=40)
+                + "\n\n"
+                + ka.table(sort_by="self_cpu_time_total", row_limit=40)
+            )
+    if args.compile:
+        c = side(compile_=True)
+        r["compile_s"] = timed(lambda: c.run(30), 1)
+        r["compiled_step_ms"] = 1e3 * timed(lambda: c.run(args.steps), 1) / args.steps
+        print(
+            f"  torch.compile: first 30 steps {r['compile_s']:.0f} s, then "
+            f"{r['compiled_step_ms']:.2f} ms a step = {batch / r['compiled_step_ms'] * 1e3:.0f} "
+            f"images/s ({r['step_ms'] / r['compiled_step_ms']:.2f}x eager)"
+        )
+    return r
+
+
+if __name__ == "__main__":
+    main()
