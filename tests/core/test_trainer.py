@@ -190,8 +190,8 @@ def test_bf16_autocast_on_cpu_trains():
     assert math.isfinite(s["train_seconds"])
 
 
-def test_infinite_loss_stops_naming_step_and_checkpoint(tmp_path):
-    t = make(TrainConfig(epochs=5, checkpoint_every=4, progress=False), tmp_path)
+def infinite_from_step_6(t: Trainer) -> Trainer:
+    """``t``'s method returns an infinite loss from its 7th call (step 6) on."""
     forward = t.method.forward
 
     def blow_up(batch):
@@ -199,6 +199,13 @@ def test_infinite_loss_stops_naming_step_and_checkpoint(tmp_path):
         return {**out, "loss": out["loss"] * math.inf} if t.method.calls >= 7 else out
 
     t.method.forward = blow_up
+    return t
+
+
+def test_infinite_loss_stops_naming_step_and_checkpoint(tmp_path):
+    t = infinite_from_step_6(
+        make(TrainConfig(epochs=5, checkpoint_every=4, progress=False), tmp_path)
+    )
     with pytest.raises(TrainingError, match=r"loss is inf at step 6 \(last good checkpoint: .*"):
         t.fit()
     assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=False)["step"] == 4
@@ -208,15 +215,8 @@ def test_lazy_loss_check_names_the_first_bad_step_and_keeps_the_good_checkpoint(
     """As on CUDA: losses are read only at logs, checkpoints and epoch ends, so training runs
     on past a bad step, but the error names that step and no later checkpoint is written."""
     cfg = TrainConfig(epochs=5, checkpoint_every=4, log_every=100, progress=False)
-    t = make(cfg, tmp_path)
+    t = infinite_from_step_6(make(cfg, tmp_path))
     t.lazy_loss_check = True
-    forward = t.method.forward
-
-    def blow_up(batch):
-        out = forward(batch)
-        return {**out, "loss": out["loss"] * math.inf} if t.method.calls >= 7 else out
-
-    t.method.forward = blow_up
     with pytest.raises(TrainingError, match=r"loss is inf at step 6 \(last good checkpoint: .*"):
         t.fit()
     assert t.step == 8  # ran on to the next checkpoint, which found the bad loss
