@@ -541,7 +541,7 @@ class Trainer:
                         out = self.model(batch)
                     loss, scalars = loss_and_scalars(out)
                     losses.append((self.step, scalars["loss"]))
-                    if not lazy:  # on the CPU reading the loss costs nothing: check every step
+                    if not lazy or len(losses) >= 1024:  # the CPU: a read costs nothing
                         self._check_losses(losses, last_ckpt)
                     self.optimizer.zero_grad(set_to_none=True)
                     acc.backward(loss)
