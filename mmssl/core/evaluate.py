@@ -110,6 +110,7 @@ def linear_probe(
     batch_size: int = 1024,
     patience: int | None = 30,
     standardize: bool = True,
+    l2_normalize: bool = False,
     val_fraction: float = 0.1,
     device: Any = "cpu",
     seed: int = 0,
@@ -120,6 +121,7 @@ def linear_probe(
     of train when none is given) restores the best epoch's weights. ``patience=None`` trains
     the fixed ``epochs`` and keeps the last weights, and ``standardize=False`` keeps the raw
     features: together with ``lr=0.01`` that is DGI's node-classification protocol.
+    ``l2_normalize=True`` scales every feature vector to unit length first (GRACE's protocol).
 
     Returns ``{"val_acc", "test_acc", "epochs"}``.
     """
@@ -133,6 +135,8 @@ def linear_probe(
         xtr, ytr = xtr[perm[n_val:]], ytr[perm[n_val:]]
     xva, yva = val
     xtr, xva, xte = xtr.float(), xva.float(), xte.float()
+    if l2_normalize:
+        xtr, xva, xte = (F.normalize(t, dim=1) for t in (xtr, xva, xte))
     if standardize:
         xtr, xva, xte = _standardize(xtr, xva, xte)
     n_cls = int(max(ytr.max(), yva.max(), yte.max())) + 1

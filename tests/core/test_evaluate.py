@@ -134,3 +134,15 @@ def test_fixed_length_probe_and_grid_chosen_on_validation():
             )
             assert res["val_acc"] >= other["val_acc"]
     assert res["weight_decay"] in (0.0, 10.0) and res["epochs"] in (5, 50)
+
+
+def test_l2_normalized_probe_ignores_each_vector_length():
+    # Every vector is rescaled by a random factor in [0.01, 100]: L2-normalised, the probe
+    # sees exactly the same inputs and must give exactly the same accuracy.
+    (xtr, ytr), (xva, yva), (xte, yte) = blobs(200, 4), blobs(60, 4), blobs(200, 4)
+    g = torch.Generator().manual_seed(0)
+    scale = [torch.rand(len(x), 1, generator=g) * 100 + 0.01 for x in (xtr, xva, xte)]
+    kw = {"epochs": 50, "patience": None, "standardize": False, "l2_normalize": True}
+    plain = linear_probe((xtr, ytr), (xte, yte), (xva, yva), **kw)
+    scaled = linear_probe((xtr * scale[0], ytr), (xte * scale[2], yte), (xva * scale[1], yva), **kw)
+    assert scaled["test_acc"] == pytest.approx(plain["test_acc"], abs=1e-6)
