@@ -2,7 +2,8 @@
 budget, kNN top-1 on the CIFAR-10 test images against the same encoder at random init.
 
     python benchmarks/vision_subset.py --data-root ../shared/data --out runs/vision-subset \
-        [--methods byol,simclr] [--subset 10000] [--epochs 8] [--encoder small] [--linear]
+        [--methods byol,simclr] [--subset 10000] [--epochs 8] [--lr 2e-3] [--encoder small] \
+        [--linear]
 
 Each method runs through :func:`mmssl.pretrain.pretrain` (the same path as ``mmssl pretrain``)
 with its own paper defaults for everything the flags don't fix. Finished runs are skipped, so
@@ -54,6 +55,7 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=10000)
     p.add_argument("--epochs", type=int, help="default: each method's own CPU-sized default")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="default: each method's own CPU-sized default")
     p.add_argument("--encoder", default="small")
     p.add_argument("--precision", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -71,6 +73,7 @@ def main() -> None:
         res_path = run / "results.json"
         if not res_path.is_file():
             train = {"progress": False, "epochs": args.epochs, "batch_size": args.batch_size}
+            train["lr"] = args.lr
             train["precision"] = args.precision
             cfg = resolve_config(
                 "vision",
