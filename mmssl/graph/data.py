@@ -334,12 +334,18 @@ def _node_bundle(
             masks = stratified_masks(y, split, generator=torch.Generator().manual_seed(seed))
         # DGI's node-classification protocol: logistic regression on the raw embeddings, Adam
         # lr 0.01 for a fixed number of epochs (Velickovic et al. 2019, section 4.3), with the
-        # weight decay and length chosen on the validation split.
+        # weight decay and length chosen on the validation split. GRACE's and BGRL's released
+        # evaluations L2-normalise every embedding first; the validation split picks between
+        # the two for every method alike.
         dgi_probe = {
             "standardize": False,
             "lr": 0.01,
             "patience": None,
-            "grid": {"weight_decay": [0.0, 1e-5, 1e-4, 1e-3], "epochs": [100, 300]},
+            "grid": {
+                "weight_decay": [0.0, 1e-5, 1e-4, 1e-3],
+                "epochs": [100, 300],
+                "l2_normalize": [False, True],
+            },
         }
         probe = ProbeData(
             splits={"all": [(graph, y)]},
