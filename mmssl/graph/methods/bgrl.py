@@ -40,10 +40,10 @@ class BGRLEncoder(nn.Module):
     """BGRL's GCN: every layer a graph convolution, batch norm, then PReLU (the paper's code).
     ``data`` with ``x`` ``(N, F)`` -> ``(N, dims[-1])``."""
 
-    def __init__(self, in_dim: int, dims: Sequence[int] = (256, 256)) -> None:
+    def __init__(self, in_dim: int, dims: Sequence[int] = (512, 256)) -> None:
         super().__init__()
         if not dims:
-            raise ValueError("dims needs at least one layer width, e.g. (256, 256)")
+            raise ValueError("dims needs at least one layer width, e.g. (512, 256)")
         widths = [in_dim, *dims]
         self.convs = nn.ModuleList(
             GCN(a, b, 1, "identity") for a, b in zip(widths[:-1], widths[1:], strict=True)
@@ -141,12 +141,12 @@ class BGRL(Method):
     def build(
         cls,
         data: DataBundle,
-        dims: Sequence[int] = (256, 256),
+        dims: Sequence[int] = (512, 256),
         **kw: Any,
     ) -> BGRL:
         """The paper's parts for node-level ``data``: a :class:`BGRLEncoder` with layers of
-        ``dims`` units (the paper's small-graph encoders output 256 units). ``kw`` goes to
-        :class:`BGRL`."""
+        ``dims`` units (the paper's encoder for WikiCS, Amazon Photos and Coauthor CS: 512,
+        then 256). ``kw`` goes to :class:`BGRL`."""
         if data.info.get("level", "node") != "node":
             raise ValueError("bgrl embeds nodes of one graph; give it a node-level graph (cora)")
         return cls(BGRLEncoder(data.info["num_features"], tuple(dims)), **kw)
