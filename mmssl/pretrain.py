@@ -126,7 +126,9 @@ def save_encoder(method: Method, out: Path, data: DataBundle) -> None:
 def knn_monitor(method: Method, data: DataBundle, every: int) -> Any:
     """An ``on_epoch_end`` callback: every ``every`` epochs, the kNN top-1 (k = 200) of the
     frozen encoder on ``data``'s probe splits, logged as ``knn_top1``."""
-    if data.probe is None or not {"train", "test"} <= set(data.probe.splits):
+    # inductive probes have train and test splits; transductive ones (Cora) cut them by masks
+    splits = set(data.probe.splits) | set(data.probe.masks or {}) if data.probe else set()
+    if not {"train", "test"} <= splits:
         raise DataError(
             f"--knn-every: dataset {data.name!r} has no labelled train and test splits to score; "
             "give labelled data or drop --knn-every"
@@ -168,13 +170,14 @@ def pretrain(
     torch.manual_seed(seed)
     method = cls.build(data, **cfg["method_options"])
 
+    every = cfg.get("knn_every") or 0
+    monitor = knn_monitor(method, data, every) if every else None
+
     # written only once the inputs are known good: a bad flag never clobbers a run's config
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".config.yaml.tmp"
     tmp.write_text(yaml.safe_dump(_jsonable(cfg), sort_keys=False))
     os.replace(tmp, out / "config.yaml")
-    every = cfg.get("knn_every") or 0
-    monitor = knn_monitor(method, data, every) if every else None
     trainer = Trainer(method, data.train, train_cfg, out_dir=out, on_epoch_end=monitor)
     if resume and trainer.load_checkpoint():
         print(f"resumed from {ckpt} at step {trainer.step}")

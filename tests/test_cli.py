@@ -196,3 +196,22 @@ def test_knn_monitor_scores_every_n_epochs_into_metrics(tmp_path):
 def test_knn_monitor_rejects_a_negative_interval(capsys):
     assert main(["pretrain", "vision", "--knn-every", "-1", "--no-progress"]) == 2
     assert "--knn-every must be >= 0" in capsys.readouterr().err
+
+
+def test_knn_monitor_scores_a_transductive_graph_probe(tmp_path):
+    # KarateClub's probe is one graph cut into train and test by node masks
+    out = tmp_path / "run"
+    args = ["pretrain", "graph", "--method", "dgi", "--epochs", "2", "--knn-every", "2"]
+    assert main([*args, "--out", str(out), "--no-progress", "--no-baseline"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "knn_top1" in r] == [2]
+
+
+def test_knn_monitor_without_labels_is_refused_before_the_run_folder_is_written(tmp_path, capsys):
+    edges = tmp_path / "g.txt"
+    edges.write_text("0 1\n1 2\n2 0\n")  # an edge list with no labels: nothing to score
+    out = tmp_path / "run"
+    args = ["pretrain", "graph", "--data", str(edges), "--knn-every", "1", "--probe", "none"]
+    assert main([*args, "--out", str(out), "--no-progress"]) != 0
+    assert "--knn-every" in capsys.readouterr().err
+    assert not (out / "config.yaml").exists()
