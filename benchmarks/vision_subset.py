@@ -72,9 +72,13 @@ def main() -> None:
         run = out / name
         res_path = run / "results.json"
         if not res_path.is_file():
-            train = {"progress": False, "epochs": args.epochs, "batch_size": args.batch_size}
-            train["lr"] = args.lr
-            train["precision"] = args.precision
+            train = {
+                "progress": False,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "precision": args.precision,
+            }
             cfg = resolve_config(
                 "vision",
                 name,

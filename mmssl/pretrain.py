@@ -126,9 +126,7 @@ def save_encoder(method: Method, out: Path, data: DataBundle) -> None:
 def knn_monitor(method: Method, data: DataBundle, every: int) -> Any:
     """An ``on_epoch_end`` callback: every ``every`` epochs, the kNN top-1 (k = 200) of the
     frozen encoder on ``data``'s probe splits, logged as ``knn_top1``."""
-    # inductive probes have train and test splits; transductive ones (Cora) cut them by masks
-    splits = set(data.probe.splits) | set(data.probe.masks or {}) if data.probe else set()
-    if not {"train", "test"} <= splits:
+    if data.probe is None or not {"train", "test"} <= data.probe.split_names:
         raise DataError(
             f"--knn-every: dataset {data.name!r} has no labelled train and test splits to score; "
             "give labelled data or drop --knn-every"

@@ -42,6 +42,13 @@ class ProbeData:
     masks: dict[str, Tensor] | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    @property
+    def split_names(self) -> set[str]:
+        """The splits the probes score: ``splits``' names, with ``all`` cut into ``masks``'."""
+        if not self.masks:
+            return set(self.splits)
+        return set(self.splits) - {"all"} | set(self.masks)
+
 
 @dataclass
 class DataBundle:

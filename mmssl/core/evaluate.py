@@ -324,15 +324,16 @@ def run_probe(
         )
     if protocol == "link":
         return {"link": link_prediction(method, probe, device=device, **opts)}
+    cv = protocol in ("logreg-cv", "svm-cv")
+    if not cv and not {"train", "test"} <= probe.split_names:
+        raise DataError(
+            f"the {protocol} probe needs 'train' and 'test' splits, got {sorted(probe.split_names)}"
+        )
     feats = extract_features(method, probe, device)
-    if protocol in ("logreg-cv", "svm-cv"):
+    if cv:
         x, y = torch.cat([f[0] for f in feats.values()]), torch.cat([f[1] for f in feats.values()])
         fn = logreg_cv if protocol == "logreg-cv" else svm_cv
         return {protocol: fn(x, y, seed=seed, **opts)}
-    if "train" not in feats or "test" not in feats:
-        raise DataError(
-            f"the {protocol} probe needs 'train' and 'test' splits, got {sorted(feats)}"
-        )
     if protocol == "knn":
         return {"knn": {"top1": knn_top1(*feats["train"], *feats["test"], **{"k": knn_k, **opts})}}
     return {"linear": _linear_with_grid(feats, device=device, seed=seed, **opts)}
