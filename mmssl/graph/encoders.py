@@ -381,8 +381,13 @@ class GAT(nn.Module):
         num_layers: number of attention layers.
         heads: attention heads per layer; must divide ``hidden_dim``.
         activation: applied after every layer (the paper: ELU).
-        dropout: dropout on every layer's input and on the attention coefficients.
+        dropout: dropout on every layer's input (and on the attention coefficients unless
+            ``attn_dropout`` is given).
         readout: ``None`` for node embeddings ``(N, D)``, else the pooling for ``(G, D)``.
+        attn_dropout: dropout on the attention coefficients; ``None``: ``dropout``.
+        init_gain: ``None`` keeps PyG's Glorot-uniform initialisation; a number draws the
+            projections and attention vectors Xavier-normal with that gain instead (DGL's
+            ``GATConv``, and so GraphMAE's released code: :math:`\sqrt 2`, the ReLU gain).
     """
 
     def __init__(
@@ -395,6 +400,8 @@ class GAT(nn.Module):
         dropout: float = 0.0,
         *,
         readout: str | None = None,
+        attn_dropout: float | None = None,
+        init_gain: float | None = None,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -407,9 +414,18 @@ class GAT(nn.Module):
         _check_readout(readout)
         dims = [in_dim] + [hidden_dim] * num_layers
         self.convs = nn.ModuleList(
-            GATConv(a, b // heads, heads=heads, dropout=dropout)
+            GATConv(
+                a,
+                b // heads,
+                heads=heads,
+                dropout=dropout if attn_dropout is None else attn_dropout,
+            )
             for a, b in zip(dims[:-1], dims[1:], strict=True)
         )
+        if init_gain is not None:
+            for conv in self.convs:
+                for w in (conv.lin.weight, conv.att_src, conv.att_dst):  # (H*C, F), (1, H, C)
+                    nn.init.xavier_normal_(w, gain=init_gain)
         self.acts = nn.ModuleList(
             make_activation(activation, hidden_dim) for _ in range(num_layers)
         )

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv
 
-from mmssl.graph.encoders import GCN, GIN, SparseFeatures, readout
+from mmssl.graph.encoders import GAT, GCN, GIN, SparseFeatures, readout
 
 
 def _graph(n: int = 12, seed: int = 0) -> Data:
@@ -155,3 +155,13 @@ def test_attention_readout_and_build_encoder() -> None:
         assert enc(batch).shape == (3, enc.out_dim)
     with pytest.raises(ValueError, match="encoder must be one of"):
         build_encoder("gpt", 5)
+
+
+def test_gat_init_gain_draws_xavier_normal() -> None:
+    """``init_gain`` replaces PyG's Glorot-uniform start by DGL's Xavier-normal one."""
+    torch.manual_seed(0)
+    plain, dgl = GAT(1433, 512, 1, 4), GAT(1433, 512, 1, 4, init_gain=2**0.5)
+    expected = 2**0.5 * (2 / (1433 + 512)) ** 0.5  # gain * sqrt(2 / (fan_in + fan_out))
+    assert abs(float(dgl.convs[0].lin.weight.std()) / expected - 1) < 0.02
+    assert float(plain.convs[0].lin.weight.std()) < 0.75 * expected  # PyG's is sqrt(2) smaller
+    assert not torch.equal(dgl.convs[0].att_src, plain.convs[0].att_src)

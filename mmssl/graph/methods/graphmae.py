@@ -41,14 +41,21 @@ class GATDecoder(nn.Module):
     activation, ``(N, D) -> (M, F)`` for the ``M`` rows asked for.
 
     The same numbers as PyG's ``GATConv(D, F, heads=1)`` (self-loops added, LeakyReLU 0.2,
-    dropout on the input and on the attention), computed in the encoder's width: the logits
+    ``dropout`` on the input and ``attn_dropout`` on the attention, by default the same),
+    computed in the encoder's width: the logits
     :math:`a^\top W h_j = (W^\top a)^\top h_j` and the neighbour sum
     :math:`\sum_j \alpha_{ij} W h_j = W \sum_j \alpha_{ij} h_j` come before the projection,
     which then runs on the ``M`` reconstructed rows only (the masked nodes), not all ``N``.
     """
 
     def __init__(
-        self, in_dim: int, out_dim: int, dropout: float = 0.0, negative_slope: float = 0.2
+        self,
+        in_dim: int,
+        out_dim: int,
+        dropout: float = 0.0,
+        negative_slope: float = 0.2,
+        attn_dropout: float | None = None,
+        init_gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.lin = nn.Linear(in_dim, out_dim, bias=False)  # W, (F, D)
@@ -56,10 +63,11 @@ class GATDecoder(nn.Module):
         self.att_dst = nn.Parameter(torch.empty(out_dim))  # a_dst, (F,)
         self.bias = nn.Parameter(torch.zeros(out_dim))
         bound = (6.0 / (1 + out_dim)) ** 0.5  # PyG's glorot for a (1, 1, F) attention vector
-        nn.init.xavier_uniform_(self.lin.weight)
+        nn.init.xavier_normal_(self.lin.weight, gain=init_gain)
         nn.init.uniform_(self.att_src, -bound, bound)
         nn.init.uniform_(self.att_dst, -bound, bound)
         self.dropout, self.negative_slope = dropout, negative_slope
+        self.attn_dropout = dropout if attn_dropout is None else attn_dropout
 
     def forward(self, h: Tensor, edge_index: Tensor, rows: Tensor | None = None) -> Tensor:
         """``h`` ``(N, D)``, ``rows`` ``(N,)`` boolean (``None``: all) -> ``(M, F)``."""
@@ -72,7 +80,7 @@ class GATDecoder(nn.Module):
         w = self.lin.weight  # (F, D)
         logit_src, logit_dst = h @ (self.att_src @ w), h @ (self.att_dst @ w)  # (N,), (N,)
         e = F.leaky_relu(logit_src[src] + logit_dst[dst], self.negative_slope)  # (E,)
-        att = F.dropout(softmax(e, dst, num_nodes=n), self.dropout, self.training)  # (E,)
+        att = F.dropout(softmax(e, dst, num_nodes=n), self.attn_dropout, self.training)  # (E,)
         agg = torch.zeros_like(h).index_add_(0, dst, h[src] * att.unsqueeze(1))  # (N, D)
         if rows is not None:
             agg = agg[rows]  # (M, D)
@@ -176,13 +184,28 @@ class GraphMAE(Method):
         heads: int = 4,
         activation: str = "prelu",
         dropout: float = 0.2,
+        attn_dropout: float = 0.1,
         **kw: Any,
     ) -> GraphMAE:
-        """The paper's Cora parts for node-level ``data``: a 2-layer GAT of 512 units in 4 heads
-        with PReLU and dropout 0.2 (the paper: 0.2 on features, 0.1 on attention), a one-layer
-        one-head GAT decoder. ``kw`` goes to :class:`GraphMAE`."""
+        r"""The paper's Cora parts for node-level ``data``: a 2-layer GAT of 512 units in 4 heads
+        with PReLU, dropout 0.2 on every layer's input and 0.1 on the attention, and a one-layer
+        one-head GAT decoder with the same dropouts, all initialised as DGL's ``GATConv``
+        (Xavier-normal, gain :math:`\sqrt 2`) like the released code. That initialisation and
+        the 0.1 attention dropout took Cora's probe from 77.7 to 83.2 at 500 epochs (seed 0);
+        PyG's Glorot-uniform start is smaller. ``kw`` goes to :class:`GraphMAE`."""
         if data.info.get("level", "node") != "node":
             raise ValueError("graphmae here embeds nodes; give it a node-level graph (cora)")
         f = data.info["num_features"]
-        encoder = GAT(f, hidden_dim, num_layers, heads, activation, dropout)
-        return cls(encoder, GATDecoder(hidden_dim, f, dropout), f, **kw)
+        gain = 2**0.5  # DGL's GATConv initialisation (Xavier-normal, ReLU gain), as released
+        encoder = GAT(
+            f,
+            hidden_dim,
+            num_layers,
+            heads,
+            activation,
+            dropout,
+            attn_dropout=attn_dropout,
+            init_gain=gain,
+        )
+        decoder = GATDecoder(hidden_dim, f, dropout, attn_dropout=attn_dropout, init_gain=gain)
+        return cls(encoder, decoder, f, **kw)
