@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as err:
         print(f"mmssl: {_one_line(err)}", file=sys.stderr)
         return 130
-    except (DataError, TrainingError, ValueError, OSError, TypeError) as err:
+    except (DataError, TrainingError, ValueError, OSError, TypeError, ImportError) as err:
         print(f"mmssl: error: {_one_line(err)}", file=sys.stderr)
         return 2
     finally:

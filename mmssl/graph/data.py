@@ -356,20 +356,22 @@ def _node_bundle(
         num_classes = num_classes or int(y.max()) + 1
     train: Any = [graph]
     if batch_size > 0 and num_neighbors:
+        import torch_geometric.typing as pyg_typing
         from torch_geometric.loader import NeighborLoader
 
-        try:
-            train = NeighborLoader(
-                graph,
-                num_neighbors=list(num_neighbors),
-                batch_size=batch_size,
-                shuffle=True,
-                generator=torch.Generator().manual_seed(seed),
-            )
-        except ImportError as err:
+        # PyG builds the loader without them and fails only at the first batch: check here
+        if not (pyg_typing.WITH_PYG_LIB or pyg_typing.WITH_TORCH_SPARSE):
             raise ImportError(
-                f"num_neighbors sampling needs pyg-lib or torch-sparse ({err})"
-            ) from err
+                "num_neighbors (mini-batch neighbour sampling) needs pyg-lib or torch-sparse: "
+                "install one (https://pyg.org/whl), or drop num_neighbors to train full-batch"
+            )
+        train = NeighborLoader(
+            graph,
+            num_neighbors=list(num_neighbors),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
     info = {
         "num_features": graph.num_features,
         "num_classes": num_classes or 0,

@@ -128,3 +128,19 @@ def test_helpers() -> None:
         stratified_masks(y, (0.5, 0.5))
     with pytest.raises(ValueError, match="unknown options"):
         load("karate", None, bogus=1)
+
+
+def test_neighbour_sampling_batches_or_refuses_at_load_time() -> None:
+    """Mini-batch node training: seed batches with their sampled neighbourhoods, or, without
+    pyg-lib/torch-sparse, a clear error when the data is loaded (PyG itself would fail only at
+    the first batch, mid-run)."""
+    import torch_geometric.typing as pyg_typing
+
+    if pyg_typing.WITH_PYG_LIB or pyg_typing.WITH_TORCH_SPARSE:
+        data = load("karate", None, batch_size=8, num_neighbors=[5, 5])
+        batch = next(iter(data.train))
+        assert batch.batch_size == 8 and batch.num_nodes >= 8
+        assert batch.x.shape[1] == data.info["num_features"]
+    else:
+        with pytest.raises(ImportError, match="pyg-lib or torch-sparse"):
+            load("karate", None, batch_size=8, num_neighbors=[5, 5])
