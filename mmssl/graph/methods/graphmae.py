@@ -46,6 +46,8 @@ class GATDecoder(nn.Module):
     :math:`a^\top W h_j = (W^\top a)^\top h_j` and the neighbour sum
     :math:`\sum_j \alpha_{ij} W h_j = W \sum_j \alpha_{ij} h_j` come before the projection,
     which then runs on the ``M`` reconstructed rows only (the masked nodes), not all ``N``.
+    ``W`` starts Xavier-normal with ``init_gain`` (1: the spread of PyG's Glorot-uniform start;
+    :meth:`GraphMAE.build` passes DGL's :math:`\sqrt 2`).
     """
 
     def __init__(
