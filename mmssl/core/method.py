@@ -102,7 +102,10 @@ class Method(nn.Module):
         return []
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups for the optimizer; by default no weight decay on biases and norms."""
+        """Parameter groups for the optimizer; by default no weight decay on biases and norms.
+
+        A group may set ``weight_decay`` and ``lr_scale`` (its peak learning rate is
+        ``lr_scale`` times the run's; the schedule scales every group alike)."""
         decay, no_decay = [], []
         for name, p in self.named_parameters():
             if not p.requires_grad:

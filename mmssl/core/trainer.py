@@ -135,6 +135,7 @@ def build_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = method.param_groups()
     for g in groups:
         g.setdefault("weight_decay", cfg.weight_decay)
+        g["lr"] = cfg.lr * g.pop("lr_scale", 1.0)  # a method may scale a group's peak lr
     if cfg.optimizer == "lars":
         return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     for g in groups:

@@ -99,3 +99,53 @@ def test_save_artifacts_writes_grids(digits, tmp_path):
     assert Image.open(tmp_path / "reconstructions.png").size == (16 * 17 + 1, 8 * 17 + 1)
     images, _ = next(iter(digits.probe.splits["test"]))
     assert m.embed(images[:5]).shape == (5, m.encoder.out_dim)
+
+
+def test_ali_stochastic_encoder_draws_around_its_mean(digits):
+    torch.manual_seed(0)
+    x_enc, _ = BiGAN.build(digits, latent_dim=16, seed=0).augment(next(iter(digits.train)))
+    bigan = BiGAN.build(digits, latent_dim=16, seed=0)
+    g = torch.Generator().manual_seed(1)
+    assert torch.equal(bigan.sample_code(x_enc, g), bigan.encode(x_enc))  # deterministic
+    ali = BiGAN.build(digits, latent_dim=16, stochastic=True, seed=0)
+    assert ali.to_latent.out_features == 32  # (mu, log sigma)
+    mu, log_sigma = ali.to_latent(ali.encoder(x_enc)).chunk(2, dim=1)
+    assert torch.equal(ali.encode(x_enc), mu)
+    draw = ali.sample_code(x_enc, torch.Generator().manual_seed(1))
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(draw, mu + log_sigma.exp() * eps, atol=1e-6)
+    assert not torch.allclose(draw, ali.sample_code(x_enc, torch.Generator().manual_seed(2)))
+    # the reparameterised draw carries the discriminator's gradient into sigma's head too
+    draw.sum().backward()
+    assert ali.to_latent.weight.grad[16:].abs().sum() > 0
+
+
+def test_discriminator_lr_scale_and_spectral_norm(digits):
+    from torch.nn.utils import parametrize
+
+    from mmssl.core.trainer import TrainConfig, build_optimizer, warmup_cosine
+
+    with pytest.raises(ValueError, match="disc_lr_scale"):
+        BiGAN.build(digits, disc_lr_scale=0.0)
+    m = BiGAN.build(digits, latent_dim=16, disc_lr_scale=0.25, spectral_norm=True, seed=0)
+    opt = build_optimizer(m, TrainConfig(lr=1e-3))
+    disc = {id(p) for p in m.discriminator.parameters()}
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in m.parameters())  # each parameter once
+    for g in opt.param_groups:
+        in_d = {id(p) in disc for p in g["params"]}
+        assert len(in_d) == 1 and g["lr"] == (2.5e-4 if in_d.pop() else 1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(2, 10))
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    lrs = {g["lr"] for g in opt.param_groups}
+    assert len(lrs) == 2 and abs(min(lrs) / max(lrs) - 0.25) < 1e-9  # the schedule keeps it
+    layers = [
+        mod
+        for mod in m.discriminator.modules()
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    assert layers and all(parametrize.is_parametrized(mod, "weight") for mod in layers)
+    plain = BiGAN.build(digits, latent_dim=16, seed=0)
+    assert not any(parametrize.is_parametrized(mod) for mod in plain.discriminator.modules())
