@@ -33,11 +33,12 @@ def linear_probes(run: Path) -> dict[str, float]:
     if cached.is_file():
         return json.loads(cached.read_text())
     method, data, cfg = load_run(run)
-    seed = cfg["seed"]
-    trained = run_probe(method, data.probe, "linear", seed=seed)["linear"]["test_acc"]
+    seed, dev = cfg["seed"], "cuda" if torch.cuda.is_available() else "cpu"
+    trained = run_probe(method.to(dev), data.probe, "linear", device=dev, seed=seed)
     torch.manual_seed(seed)
-    fresh = registry.get("vision", cfg["method"]).build(data, **cfg["method_options"])
-    base = run_probe(fresh, data.probe, "linear", seed=seed)["linear"]["test_acc"]
+    fresh = registry.get("vision", cfg["method"]).build(data, **cfg["method_options"]).to(dev)
+    base = run_probe(fresh, data.probe, "linear", device=dev, seed=seed)["linear"]["test_acc"]
+    trained = trained["linear"]["test_acc"]
     out = {"linear": trained, "linear_random_init": base}
     cached.write_text(json.dumps(out))
     return out
