@@ -78,3 +78,20 @@ def test_dino_with_vit(digits):
     loss.backward()
     assert torch.isfinite(loss) and m.embed(crops[0]).shape == (32, 192)
     assert m.encoder.blocks[0].qkv.weight.grad is not None
+
+
+def test_head_batch_norm_on_for_resnets_off_for_vits(digits):
+    def has_bn(m: DINO) -> tuple[bool, bool]:
+        student, teacher = (
+            any(isinstance(x, torch.nn.BatchNorm1d) for x in h.modules())
+            for h in (m.head, m.teacher_head)
+        )
+        return student, teacher
+
+    assert has_bn(DINO.build(digits, **SMALL)) == (True, True)
+    assert has_bn(DINO.build(digits, encoder="vit_tiny", **SMALL)) == (False, False)
+    assert has_bn(DINO.build(digits, head_batch_norm=False, **SMALL)) == (False, False)
+    assert has_bn(DINO.build(digits, encoder="vit_tiny", head_batch_norm=True, **SMALL)) == (
+        True,
+        True,
+    )
