@@ -34,11 +34,14 @@ def linear_probes(run: Path) -> dict[str, float]:
         return json.loads(cached.read_text())
     method, data, cfg = load_run(run)
     seed, dev = cfg["seed"], "cuda" if torch.cuda.is_available() else "cpu"
-    trained = run_probe(method.to(dev), data.probe, "linear", device=dev, seed=seed)
+
+    def probe(m: torch.nn.Module) -> float:
+        scores = run_probe(m.to(dev), data.probe, "linear", device=dev, seed=seed)
+        return scores["linear"]["test_acc"]
+
+    trained = probe(method)
     torch.manual_seed(seed)
-    fresh = registry.get("vision", cfg["method"]).build(data, **cfg["method_options"]).to(dev)
-    base = run_probe(fresh, data.probe, "linear", device=dev, seed=seed)["linear"]["test_acc"]
-    trained = trained["linear"]["test_acc"]
+    base = probe(registry.get("vision", cfg["method"]).build(data, **cfg["method_options"]))
     out = {"linear": trained, "linear_random_init": base}
     cached.write_text(json.dumps(out))
     return out
