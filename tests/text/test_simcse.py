@@ -44,3 +44,12 @@ def test_smoke_loss_decreases_and_embed(pydoc_bundle):
     inputs, y = pydoc_bundle.probe.splits["all"][0]
     z = m.embed(inputs)
     assert z.shape == (len(y), m.encoder.dim) and torch.equal(z, m.embed(inputs))
+
+
+def test_one_sentence_per_row_by_default():
+    from mmssl.pretrain import resolve_config
+
+    assert resolve_config("text", "simcse")["data_options"]["pack"] is False
+    packed = resolve_config("text", "simcse", data_options={"pack": True})
+    assert packed["data_options"]["pack"] is True  # the user's setting wins
+    assert "pack" not in resolve_config("text", "mlm")["data_options"]

@@ -9,8 +9,8 @@ The two embeddings of a sentence are positives, the other sentences of the batch
 
 The batch is duplicated and encoded in one pass ``(2B, T)``, so the two copies get independent
 dropout. SimCSE's MLP (dense and tanh) sits on the pooled output during training only.
-:mod:`mmssl.text.methods.two_view` adds token masking or deletion views instead; pretrain on one
-sentence per row (``--data-opt pack=false``) as SimCSE does.
+:mod:`mmssl.text.methods.two_view` adds token masking or deletion views instead. SimCSE
+pretrains on one sentence per row by default (``pack=False``), as the paper does.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ class SimCSE(Method):
     kind: ClassVar[str] = "instance-instance/discrimination"
     modality: ClassVar[str] = "text"
     # SimCSE fine-tunes BERT: lr 3e-5, batch 64, 1 epoch of 1M sentences; from scratch, a small
-    # BERT takes a larger rate (the two-view method's).
+    # BERT takes a larger rate (the two-view method's). One sentence per row, as the paper (and
+    # the sentence probes) have it, not packed blocks (``--data-opt pack=true`` packs anyway).
     defaults: ClassVar[dict[str, Any]] = {
+        "data_options": {"pack": False},
         "epochs": 5,
         "lr": 5e-4,
         "batch_size": 64,
