@@ -26,7 +26,12 @@ def test_registered_and_built_with_paper_parts(digits):
     torch.manual_seed(0)
     m = cls.build(digits)
     linears = [x for x in m.projector if isinstance(x, nn.Linear)]
-    assert [lin.out_features for lin in linears] == [2048, 2048, 2048]
+    assert [lin.out_features for lin in linears] == [2048, 2048]  # the paper's CIFAR projector
+    big = type(digits)(**{**vars(digits), "info": {**digits.info, "image_size": 96}})
+    deep = cls.build(big, **SMALL)  # ImageNet-sized images: the paper's 3 layers
+    assert sum(isinstance(x, nn.Linear) for x in deep.projector) == 3
+    explicit = cls.build(digits, proj_layers=3, **SMALL)
+    assert sum(isinstance(x, nn.Linear) for x in explicit.projector) == 3
     last = m.projector[-1]
     assert isinstance(last, nn.BatchNorm1d) and not last.affine  # the paper's output BN
     assert m.predictor[0].out_features == 512 and m.predictor[-1].out_features == 2048
