@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_compare", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(path: Path, rows: list[tuple[str, str, str, float, float]]) -> Path:
@@ -23,8 +13,10 @@ def _write(path: Path, rows: list[tuple[str, str, str, float, float]]) -> Path:
     return path
 
 
-def test_same_numbers_pass_and_a_shift_beyond_the_noise_fails(tmp_path: Path) -> None:
-    compare = _load()
+def test_same_numbers_pass_and_a_shift_beyond_the_noise_fails(
+    tmp_path: Path, load_benchmark
+) -> None:
+    compare = load_benchmark("compare")
     base = [
         ("vision", "simclr", "contrastive", 0.90, 0.01),
         ("vision", "vae", "generative", 0.85, 0.02),

@@ -5,22 +5,15 @@ Timings here mean nothing; the test only checks that both sides train, alternate
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("throughput")
 
 
 @pytest.fixture(autouse=True)
@@ -79,10 +72,8 @@ def test_vision_simclr_against_lightly(bench, tmp_path):
     check(bench.run_task("vision", args, folder=tmp_path / "imgs"))
 
 
-def test_step_profile_times_every_part_of_the_step(monkeypatch):
-    spec = importlib.util.spec_from_file_location("step_profile", SCRIPT.parent / "step_profile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_step_profile_times_every_part_of_the_step(monkeypatch, load_benchmark):
+    module = load_benchmark("step_profile")
     flags = ["--data", "digits", "--device", "cpu", "--precision", "fp32", "--encoder", "small"]
     r = module.main([*flags, "--batch", "32", "--steps", "2", "--warmup", "1"])
     for key in ("step_ms", "fetch_copy_ms", "augment_ms", "fwd_bwd_ms", "optimizer_ms"):

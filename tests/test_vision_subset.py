@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 from PIL import Image
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vision_subset.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("vision_subset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _finished(run: Path, knn: float, base: float) -> None:
@@ -34,8 +24,8 @@ def _finished(run: Path, knn: float, base: float) -> None:
     (run / "linear.json").write_text(json.dumps({"linear": 0.4, "linear_random_init": 0.34}))
 
 
-def test_plot_gains_writes_a_png_and_skips_empty_tables(tmp_path):
-    vs = _module()
+def test_plot_gains_writes_a_png_and_skips_empty_tables(tmp_path, load_benchmark):
+    vs = load_benchmark("vision_subset")
     assert vs.plot_gains([], tmp_path / "none.png") is None
     rows = [
         {"method": "a", "epochs": 16, "gain": 0.12, "linear": 0.4, "linear_random_init": 0.34},
@@ -45,8 +35,10 @@ def test_plot_gains_writes_a_png_and_skips_empty_tables(tmp_path):
     assert path.is_file() and Image.open(path).size[0] > 100
 
 
-def test_report_only_tables_finished_runs_and_trains_nothing(tmp_path, monkeypatch, capsys):
-    vs = _module()
+def test_report_only_tables_finished_runs_and_trains_nothing(
+    tmp_path, monkeypatch, capsys, load_benchmark
+):
+    vs = load_benchmark("vision_subset")
     _finished(tmp_path / "simclr", 0.40, 0.26)
     _finished(tmp_path / "byol", 0.34, 0.26)
 
