@@ -82,9 +82,9 @@ def main() -> None:
     for name in names:
         run = out / name
         res_path = run / "results.json"
-        if not res_path.is_file() and args.report_only:
-            continue
         if not res_path.is_file():
+            if args.report_only:
+                continue
             train = {
                 "progress": False,
                 "epochs": args.epochs,

@@ -194,10 +194,10 @@ class BiGAN(Method):
         for g in super().param_groups():
             mine = [p for p in g["params"] if id(p) not in disc]
             theirs = [p for p in g["params"] if id(p) in disc]
-            groups += [{**g, "params": ps} for ps in (mine,) if ps]
-            groups += [
-                {**g, "params": ps, "lr_scale": self.disc_lr_scale} for ps in (theirs,) if ps
-            ]
+            if mine:
+                groups.append({**g, "params": mine})
+            if theirs:
+                groups.append({**g, "params": theirs, "lr_scale": self.disc_lr_scale})
         return groups
 
     def forward(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:

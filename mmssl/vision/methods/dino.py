@@ -35,7 +35,7 @@ from mmssl.core.momentum import MomentumSchedule, ema_update, frozen_copy
 from mmssl.core.objectives import DINOLoss
 from mmssl.core.registry import register
 from mmssl.vision.augment import MultiCropAugment
-from mmssl.vision.encoders import build_encoder
+from mmssl.vision.encoders import VisionTransformer, build_encoder
 from mmssl.vision.methods.swav import encode_multicrop, multicrop_for
 from mmssl.vision.methods.two_view import TwoView
 
@@ -197,7 +197,7 @@ class DINO(Method):
         info = data.info
         enc = build_encoder(encoder, info.get("in_channels", 3), info.get("image_size", 32))
         if head_batch_norm is None:
-            head_batch_norm = not encoder.startswith("vit")
+            head_batch_norm = not isinstance(enc, VisionTransformer)
         return cls(
             enc,
             head=DINOHead(enc.out_dim, out_dim, batch_norm=head_batch_norm),
