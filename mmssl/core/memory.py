@@ -103,6 +103,10 @@ class MemoryBank(nn.Module):
         """Features of the items ``idx`` ``(B,)`` -> ``(B, D)``, a detached copy."""
         return self.bank[self._check_idx(idx)].detach().clone()
 
+    def all(self) -> Tensor:
+        """Every item's feature ``(N, D)``, a detached copy (safe to update before ``backward``)."""
+        return self.bank.detach().clone()
+
     @torch.no_grad()
     def update(self, idx: Tensor, feats: Tensor) -> None:
         """Blend ``feats`` ``(B, D)`` into the items ``idx`` ``(B,)`` of every process.

@@ -42,7 +42,21 @@ def test_registered_and_indices(digits):
     assert images.shape == (64, 3, 16, 16) and idx.shape == (64,) and idx.dtype == torch.long
     assert torch.equal(images, digits.train.dataset.images[idx])
     assert m.bank.bank.shape == (digits.info["num_train"], 128)
-    assert m.negatives == digits.info["num_train"]  # 4096 capped at the 1258 items
+    assert m.negatives is None  # 1258 items: the whole bank, the exact softmax
+
+
+def test_whole_bank_is_the_exact_softmax_and_big_banks_sample(digits, monkeypatch):
+    torch.manual_seed(0)
+    m = InstDisc.build(digits, seed=0).eval()
+    x, idx = m.augment(next(iter(digits.train)))
+    with torch.no_grad():
+        v = F.normalize(m.head(m.encoder(x)), dim=1)
+        expected = F.cross_entropy(v @ m.bank.bank.T / 0.07, idx)  # the paper's Eq. 2
+        assert torch.allclose(m((x, idx))["loss"], expected, atol=1e-5)
+    monkeypatch.setattr("mmssl.vision.methods.instdisc.FULL_SOFTMAX_MAX", 1000)
+    assert InstDisc.build(digits).negatives == 4096  # 1258 > 1000: drawn, as on ImageNet
+    sampled = InstDisc.build(digits, negatives=64, seed=0)
+    assert sampled.negatives == 64 and torch.isfinite(sampled((x, idx))["loss"])
 
 
 def test_with_indices_rejects_labelled_or_foreign_data(digits):
