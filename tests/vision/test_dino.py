@@ -34,7 +34,7 @@ def test_registered_schedules_and_teacher_not_optimised(digits):
     assert cls is DINO and cls.family == "contrastive"
     assert cls.kind == "instance-instance/no-negatives"
     torch.manual_seed(0)
-    m = cls.build(digits, **SMALL)
+    m = cls.build(digits, **SMALL, teacher_temp=0.07, base_momentum=0.996)  # the paper's
     opt = build_optimizer(m, TrainConfig())
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
     teacher = list(m.teacher_encoder.parameters()) + list(m.teacher_head.parameters())
@@ -95,3 +95,17 @@ def test_head_batch_norm_on_for_resnets_off_for_vits(digits):
         True,
         True,
     )
+
+
+def test_small_resnet_recipe_and_explicit_settings_win(digits):
+    def settings(m: DINO) -> tuple[int, int, float, float, float]:
+        linears = sum(isinstance(x, torch.nn.Linear) for x in m.head.mlp.modules())
+        return (linears, m.loss.out_dim, *m.temps[:2], m.momentum(0, 100))
+
+    # digits on a ResNet: lightly's CIFAR-10 settings (2-layer head, 2048, 0.04, 0.99)
+    assert settings(DINO.build(digits)) == (2, 2048, 0.04, 0.04, pytest.approx(0.99))
+    # a ViT keeps the paper's head and schedules (4096 outputs for small images)
+    vit = DINO.build(digits, encoder="vit_tiny", n_local=2)
+    assert settings(vit) == (3, 4096, 0.04, 0.07, pytest.approx(0.996))
+    given = DINO.build(digits, head_layers=3, out_dim=512, teacher_temp=0.07, base_momentum=0.9)
+    assert settings(given) == (3, 512, 0.04, 0.07, pytest.approx(0.9))
