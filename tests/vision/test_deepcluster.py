@@ -33,6 +33,8 @@ def test_registered_clusters_and_reset(digits):
     m = cls.build(digits, seed=0)
     n = digits.info["num_train"]
     assert m.num_clusters == 100 and m.images.shape[0] == n  # 10 x the 10 digit classes
+    assert m.pca_dim == m.encoder.out_dim // 4 == 64  # a quarter of the small ResNet's 256
+    assert cls.build(digits, pca_dim=256).pca_dim == 256
     assert m.recluster_every == 2 * len(digits.train)  # 19-step epochs: every 2 (>= 32 steps)
     w0 = m.classifier.weight.clone()
     x, y = m.augment(next(iter(digits.train)))  # clusters first

