@@ -151,9 +151,8 @@ class InstDisc(Method):
         ``negatives=None`` scores the whole bank when it holds at most ``FULL_SOFTMAX_MAX``
         images (the exact form of the paper's Eq. 2, which its CIFAR-10 table sets against NCE)
         and draws 4096 above that (its ImageNet setting, where scoring 1.28 M rows a step is
-        the cost NCE avoids). On
-        the 10,000-image CIFAR-10 subset, 16 epochs, the whole bank gained 11.6 kNN points
-        over random init; 4096 drawn ones, 9.3."""
+        the cost NCE avoids). On the 10,000-image CIFAR-10 subset, 16 epochs, the whole bank
+        gained 11.6 kNN points over random init; 4096 drawn ones, 9.3."""
         info = with_indices(data).info
         enc = build_encoder(encoder, info.get("in_channels", 3), info.get("image_size", 32))
         views = augment_for(data, seed, **augment)
