@@ -89,6 +89,15 @@ class ImageTensorDataset(Dataset):
         return self.images[index], self.labels[index]
 
 
+SMALL_IMAGE_MAX = 64  # CIFAR-sized: the papers' CIFAR recipes apply up to this side
+
+
+def small_images(info: dict[str, Any]) -> bool:
+    """Whether ``data.info`` describes CIFAR-sized images (side at most ``SMALL_IMAGE_MAX``),
+    for which methods take their papers' CIFAR settings instead of the ImageNet ones."""
+    return info.get("image_size", 32) <= SMALL_IMAGE_MAX
+
+
 def with_indices(data: DataBundle) -> DataBundle:
     """Make ``data.train`` yield ``(images (B, C, H, W), indices (B,))``, in place; returns it.
 

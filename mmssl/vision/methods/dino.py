@@ -37,6 +37,7 @@ from mmssl.core.momentum import MomentumSchedule, ema_update, frozen_copy
 from mmssl.core.objectives import DINOLoss
 from mmssl.core.registry import register
 from mmssl.vision.augment import MultiCropAugment
+from mmssl.vision.data import small_images
 from mmssl.vision.encoders import VisionTransformer, build_encoder
 from mmssl.vision.methods.swav import encode_multicrop, multicrop_for
 from mmssl.vision.methods.two_view import TwoView
@@ -209,16 +210,16 @@ class DINO(Method):
         11.0 with those and ``n_local=0`` (lightly's two crops; half the time)."""
         info = data.info
         enc = build_encoder(encoder, info.get("in_channels", 3), info.get("image_size", 32))
+        vit = isinstance(enc, VisionTransformer)
         if head_batch_norm is None:
-            head_batch_norm = not isinstance(enc, VisionTransformer)
-        small = not isinstance(enc, VisionTransformer) and info.get("image_size", 32) <= 64
+            head_batch_norm = not vit
         given = {
             "out_dim": out_dim,
             "teacher_temp": teacher_temp,
             "base_momentum": base_momentum,
             "head_layers": head_layers,
         }
-        recipe = {**(SMALL_RESNET if small else DEFAULT_HEAD)}
+        recipe = {**(SMALL_RESNET if small_images(info) and not vit else DEFAULT_HEAD)}
         recipe.update({k: v for k, v in given.items() if v is not None})
         head = DINOHead(
             enc.out_dim, recipe["out_dim"], layers=recipe["head_layers"], batch_norm=head_batch_norm

@@ -156,16 +156,13 @@ class InstDisc(Method):
         info = with_indices(data).info
         enc = build_encoder(encoder, info.get("in_channels", 3), info.get("image_size", 32))
         views = augment_for(data, seed, **augment)
+        drawn = 4096 if info["num_train"] > FULL_SOFTMAX_MAX else None  # None: the whole bank
         return cls(
             enc,
             info["num_train"],
             views,
             feat_dim=feat_dim,
-            negatives=(
-                (None if info["num_train"] <= FULL_SOFTMAX_MAX else 4096)
-                if negatives is None
-                else negatives
-            ),
+            negatives=negatives if negatives is not None else drawn,
             temperature=temperature,
             momentum=momentum,
             seed=int(torch.randint(2**31 - 1, ())) if seed is None else seed,

@@ -21,6 +21,7 @@ from mmssl.core.data import DataBundle
 from mmssl.core.objectives import negative_cosine
 from mmssl.core.registry import register
 from mmssl.vision.augment import SimCLRAugment
+from mmssl.vision.data import small_images
 from mmssl.vision.encoders import build_encoder
 from mmssl.vision.methods.heads import mlp_head
 from mmssl.vision.methods.two_view import TwoView, augment_for
@@ -111,7 +112,7 @@ class SimSiam(TwoView):
         the small ResNet gained 10.1 kNN points over random init with 2 layers and 9.7 with 3.
         """
         if proj_layers is None:
-            proj_layers = 2 if data.info.get("image_size", 32) <= 64 else 3
+            proj_layers = 2 if small_images(data.info) else 3
         enc = build_encoder(encoder, data.info.get("in_channels", 3))
         views = augment_for(data, seed, **{**RECIPE, **data.info.get("augment", {}), **augment})
         return cls(
