@@ -9,9 +9,11 @@ CIFAR-10 (or ``--data digits``) and prints, per step:
 * the full trainer step, and its parts timed alone: the batch's fetch and copy to the device,
   the on-device augmentation, the method's forward and backward, the optimizer step;
 * the model's FLOPs per image (``torch.utils.flop_counter``, both views, forward and backward)
-  and the rate the full step achieves, to set against the device's peak;
-* on CUDA, a ``torch.profiler`` run: kernel launches per step, the time the GPU is busy with
-  kernels in each step, and the ops that take it (``--table`` writes the full tables);
+  and the rate the full step achieves, next to the rate of a large square matrix product at
+  the same precision on the same device (the practical peak the step is compared with);
+* a ``torch.profiler`` run: the ops that take the step's time (on CUDA also the kernel
+  launches per step and the time the GPU is busy with kernels; ``--table`` writes the full
+  tables);
 * with ``--compile``, the same trainer step under ``torch.compile``: compile time and speed-up.
 """
 
@@ -46,7 +48,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=100, help="steps per timing")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
-    p.add_argument("--table", help="write the profiler's tables here (CUDA)")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mmssl's TrainConfig.channels_last (default: the library's)",
+    )
+    p.add_argument("--table", help="write the profiler's tables here")
     return p.parse_args(argv)
 
 
@@ -62,6 +70,23 @@ def flops_per_image(method: SimCLR, views: Any) -> float:
         out = m(small)
         (out if isinstance(out, torch.Tensor) else out["loss"]).backward()
     return counter.get_total_flops() / small[0].shape[0]
+
+
+def matmul_tflops(dev: torch.device, precision: str, n: int = 2048, reps: int = 5) -> float:
+    """TFLOP/s of an ``n x n`` by ``n x n`` product in ``precision`` on ``dev``: the rate the
+    device's matrix units sustain, the practical ceiling for a convolution-bound step."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = (torch.randn(n, n, device=dev, dtype=dtype) for _ in range(2))
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    a @ b  # warmup
+    best = float("inf")
+    for _ in range(reps):
+        sync()
+        t = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e12
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -86,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         cfg = TrainConfig(
             epochs=1, schedule="constant", precision=args.precision, device=dev.type,
             progress=False, log_every=50, compile=compile_, optimizer="adamw", lr=2e-3,
+            channels_last=args.channels_last,
         )  # fmt: skip
         return Mmssl(method, data.train, lambda b: b.shape[0], cfg)
 
@@ -109,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     }
     r["step_efficiency"] = r["fwd_bwd_ms"] / r["step_ms"]
     r["tflops_in_step"] = r["gflop_per_image"] * r["images_per_s"] / 1e3
+    r["matmul_tflops"] = matmul_tflops(dev, args.precision, n=8192 if dev.type == "cuda" else 2048)
+    r["peak_fraction"] = r["tflops_in_step"] / r["matmul_tflops"]
     print(
         f"{args.encoder}, batch {batch}, {args.precision}, {dev}: full trainer step "
         f"{r['step_ms']:.2f} ms = {r['images_per_s']:.0f} images/s\n"
@@ -116,11 +144,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"forward+backward {r['fwd_bwd_ms']:.2f} ms, optimizer {r['optimizer_ms']:.2f} ms "
         f"(step efficiency {r['step_efficiency']:.2f})\n"
         f"  model: {r['gflop_per_image']:.2f} GFLOP per image (both views, fwd+bwd); the full "
-        f"step runs {r['tflops_in_step']:.1f} TFLOP/s"
+        f"step runs {r['tflops_in_step']:.3f} TFLOP/s = {100 * r['peak_fraction']:.0f}% of a "
+        f"{args.precision} matrix product's {r['matmul_tflops']:.3f} TFLOP/s on this device"
     )
+    from torch.profiler import ProfilerActivity, profile
+
+    if dev.type == "cpu":
+        n = max(1, min(args.steps, 5))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            mm.run(n)
+        ka = prof.key_averages()
+        print(ka.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=50))
+        if args.table:
+            Path(args.table).write_text(ka.table(sort_by="self_cpu_time_total", row_limit=40))
     if dev.type == "cuda":
         from torch.autograd import DeviceType
-        from torch.profiler import ProfilerActivity, profile
 
         n = 20
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

@@ -80,4 +80,7 @@ def test_step_profile_times_every_part_of_the_step(monkeypatch, load_benchmark):
         assert math.isfinite(r[key]) and r[key] > 0, key
     # SmallResNet on 32x32 digits: tens of MFLOPs an image, forward and backward of two views
     assert 0.005 < r["gflop_per_image"] < 1.0
+    # the step's rate is set against a square matrix product's at the same precision
+    assert r["matmul_tflops"] > 0
+    assert r["peak_fraction"] == pytest.approx(r["tflops_in_step"] / r["matmul_tflops"])
     assert r["images_per_s"] == pytest.approx(32 / (r["step_ms"] / 1e3))
