@@ -313,6 +313,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     for key in ("eval", "probe", "random_init"):
         if results.get(key):
             print(f"{key}: {json.dumps(results[key])}")
+    gain = results.get("vs_random_init")
+    if gain:
+        print(
+            f"against random init ({gain['metric']}): {100 * gain['gain']:+.2f} points, better on "
+            f"{gain['folds_better']} of {gain['folds']} folds (corrected paired t {gain['t']:.2f}, "
+            f"one-sided p {gain['p']:.3f})"
+        )
     return 0
 
 

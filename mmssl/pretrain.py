@@ -20,7 +20,7 @@ import yaml
 
 from mmssl.core import registry
 from mmssl.core.data import DataBundle, DataError
-from mmssl.core.evaluate import run_probe
+from mmssl.core.evaluate import paired_gain, run_probe
 from mmssl.core.method import Method
 from mmssl.core.trainer import TrainConfig, Trainer, seed_everything
 
@@ -218,6 +218,9 @@ def pretrain(
             fresh_eval = fresh.evaluate(data)
             if fresh_eval:
                 results["random_init"]["eval"] = fresh_eval
+            gain = paired_gain(results["probe"], results["random_init"])
+            if gain is not None:
+                results["vs_random_init"] = gain
     tmp = out / ".results.json.tmp"
     tmp.write_text(json.dumps(_jsonable(results), indent=2))
     os.replace(tmp, out / "results.json")

@@ -184,7 +184,7 @@ def _cv(
     seed: int,
     grid: dict[str, list[Any]],
     standardize: bool = True,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -204,7 +204,48 @@ def _cv(
     else:
         model = GridSearchCV(model, grid, cv=inner, n_jobs=1)
     scores = cross_val_score(model, xn, yn, cv=outer, n_jobs=1)
-    return {"acc": float(scores.mean()), "std": float(scores.std()), "folds": folds}
+    # the outer folds depend on the labels and the seed only, so two encoders probed with the
+    # same seed are scored on the same folds: fold_acc pairs them (paired_gain)
+    return {
+        "acc": float(scores.mean()),
+        "std": float(scores.std()),
+        "folds": folds,
+        "fold_acc": [float(a) for a in scores],
+    }
+
+
+def paired_gain(probe: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any] | None:
+    r"""The gain of ``probe`` over ``baseline`` (two :func:`run_probe` results with the same
+    seed) fold by fold, for the cross-validated protocols; ``None`` for the others.
+
+    ``t`` is the paired t statistic with Nadeau and Bengio's correction for k-fold
+    cross-validation (Machine Learning 52, 2003): the folds' training sets overlap, so the
+    variance of the mean difference is :math:`(1/k + 1/(k-1))\,s^2` rather than :math:`s^2/k`.
+    ``p`` is its one-sided p-value (Student's t, :math:`k-1` degrees of freedom) for "the gain
+    is positive".
+    """
+    from scipy.stats import t as student_t
+
+    for protocol, res in probe.items():
+        base = baseline.get(protocol)
+        a = res.get("fold_acc") if isinstance(res, dict) else None
+        b = base.get("fold_acc") if isinstance(base, dict) else None
+        if not a or not b or len(a) != len(b) or len(a) < 2:
+            continue
+        d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+        k = len(d)
+        var = d.var(ddof=1) * (1.0 / k + 1.0 / (k - 1))
+        t = float(d.mean() / np.sqrt(var)) if var > 0 else float(np.sign(d.mean()) * np.inf)
+        return {
+            "metric": f"{protocol}.acc",
+            "gain": float(d.mean()),
+            "fold_gains": d.tolist(),
+            "folds_better": int((d > 0).sum()),
+            "folds": k,
+            "t": t,
+            "p": float(student_t.sf(t, k - 1)),
+        }
+    return None
 
 
 NEWTON_MAX_DIM = 2048  # features up to which logreg_cv uses Newton's method
@@ -217,7 +258,7 @@ def logreg_cv(
     folds: int = 10,
     seed: int = 0,
     cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """SentEval-style logistic regression on standardised features: ``folds``-fold CV with an
     inner 5-fold search over the inverse regularisation ``cs`` (one value: no inner search)."""
     from sklearn.linear_model import LogisticRegression
@@ -246,7 +287,7 @@ def svm_cv(
     seed: int = 0,
     kernel: str = "rbf",
     standardize: bool = False,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Graph-classification protocol of InfoGraph and GraphCL's released code: an SVM (RBF
     kernel, ``gamma="scale"``) on the raw embeddings, C in 1e-3..1e3 picked by an inner 5-fold
     search, accuracy over an outer ``folds``-fold CV. ``kernel="linear"`` and

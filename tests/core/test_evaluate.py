@@ -13,6 +13,7 @@ from mmssl.core.evaluate import (
     knn_top1,
     linear_probe,
     logreg_cv,
+    paired_gain,
     run_probe,
     svm_cv,
 )
@@ -73,6 +74,28 @@ def test_cv_probes():
     # one C: no inner search; a C so small that the classifier barely moves off chance
     assert logreg_cv(x, y, folds=5, cs=[1.0])["acc"] > 0.95
     assert logreg_cv(x, y, folds=5, cs=[1e-6])["acc"] < logreg_cv(x, y, folds=5)["acc"]
+
+
+def test_paired_gain_compares_two_encoders_on_the_same_folds():
+    x, y = blobs(120, 1)
+    good = {"logreg-cv": logreg_cv(x, y, folds=5, seed=3)}
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    noisy = {"logreg-cv": logreg_cv(x + 6 * noise, y, folds=5, seed=3)}
+    folds = good["logreg-cv"]["fold_acc"]
+    assert len(folds) == 5 and sum(folds) / 5 == pytest.approx(good["logreg-cv"]["acc"])
+    gain = paired_gain(good, noisy)
+    a, b = good["logreg-cv"]["fold_acc"], noisy["logreg-cv"]["fold_acc"]
+    assert gain["fold_gains"] == pytest.approx([u - v for u, v in zip(a, b, strict=True)])
+    assert gain["gain"] > 0 and gain["folds"] == 5 and gain["metric"] == "logreg-cv.acc"
+    # Nadeau-Bengio: the variance of the mean is (1/k + 1/(k-1)) s^2, not s^2 / k
+    d = torch.tensor(gain["fold_gains"], dtype=torch.float64)
+    t = float(d.mean() / (d.var() * (1 / 5 + 1 / 4)).sqrt())
+    assert gain["folds_better"] == 5 and gain["t"] == pytest.approx(t) and gain["p"] < 0.05
+    # against itself: no gain and no evidence; the other way round: negative
+    assert paired_gain(noisy, good)["gain"] == pytest.approx(-gain["gain"])
+    assert paired_gain(noisy, good)["p"] > 0.5
+    # the other protocols have no folds to pair
+    assert paired_gain({"knn": {"top1": 0.9}}, {"knn": {"top1": 0.5}}) is None
 
 
 class Identity(torch.nn.Module):
