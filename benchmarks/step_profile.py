@@ -72,21 +72,14 @@ def flops_per_image(method: SimCLR, views: Any) -> float:
     return counter.get_total_flops() / small[0].shape[0]
 
 
-def matmul_tflops(dev: torch.device, precision: str, n: int = 2048, reps: int = 5) -> float:
-    """TFLOP/s of an ``n x n`` by ``n x n`` product in ``precision`` on ``dev``: the rate the
-    device's matrix units sustain, the practical ceiling for a convolution-bound step."""
+def matmul_tflops(timed: Any, dev: torch.device, precision: str, n: int, reps: int = 5) -> float:
+    """TFLOP/s of an ``n x n`` by ``n x n`` product in ``precision`` on ``dev`` (``timed(fn, k)``:
+    seconds per call over ``k`` calls): the rate the device's matrix units sustain, the
+    practical ceiling for a convolution-bound step."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a, b = (torch.randn(n, n, device=dev, dtype=dtype) for _ in range(2))
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     a @ b  # warmup
-    best = float("inf")
-    for _ in range(reps):
-        sync()
-        t = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e12
+    return 2 * n**3 / timed(lambda: a @ b, reps) / 1e12
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -135,7 +128,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     }
     r["step_efficiency"] = r["fwd_bwd_ms"] / r["step_ms"]
     r["tflops_in_step"] = r["gflop_per_image"] * r["images_per_s"] / 1e3
-    r["matmul_tflops"] = matmul_tflops(dev, args.precision, n=8192 if dev.type == "cuda" else 2048)
+    r["matmul_tflops"] = matmul_tflops(
+        timed, dev, args.precision, 8192 if dev.type == "cuda" else 2048
+    )
     r["peak_fraction"] = r["tflops_in_step"] / r["matmul_tflops"]
     print(
         f"{args.encoder}, batch {batch}, {args.precision}, {dev}: full trainer step "

@@ -91,7 +91,7 @@ def test_paired_gain_compares_two_encoders_on_the_same_folds():
     d = torch.tensor(gain["fold_gains"], dtype=torch.float64)
     t = float(d.mean() / (d.var() * (1 / 5 + 1 / 4)).sqrt())
     assert gain["folds_better"] == 5 and gain["t"] == pytest.approx(t) and gain["p"] < 0.05
-    # against itself: no gain and no evidence; the other way round: negative
+    # the other way round: the same gain negated, and no evidence of a positive one
     assert paired_gain(noisy, good)["gain"] == pytest.approx(-gain["gain"])
     assert paired_gain(noisy, good)["p"] > 0.5
     # the other protocols have no folds to pair
