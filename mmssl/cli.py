@@ -166,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
         "--probe", choices=PROBES[:-1], help="protocol (default: the dataset's standard one)"
     )
     pr.add_argument("--device", help="cpu, cuda or cuda:N")
+    pr.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also probe the same encoder at random init and compare the two fold by fold",
+    )
 
     ls = sub.add_parser(
         "list",
@@ -313,6 +318,11 @@ def _pretrain(args: argparse.Namespace) -> int:
     for key in ("eval", "probe", "random_init"):
         if results.get(key):
             print(f"{key}: {json.dumps(results[key])}")
+    _print_gain(results)
+    return 0
+
+
+def _print_gain(results: dict[str, Any]) -> None:
     gain = results.get("vs_random_init")
     if gain:
         print(
@@ -320,6 +330,14 @@ def _pretrain(args: argparse.Namespace) -> int:
             f"{gain['folds_better']} of {gain['folds']} folds (corrected paired t {gain['t']:.2f}, "
             f"one-sided p {gain['p']:.3f})"
         )
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from mmssl.pretrain import probe_run
+
+    results = probe_run(args.run, args.probe, device=args.device, baseline=args.baseline)
+    print(json.dumps(results))
+    _print_gain(results)
     return 0
 
 
@@ -375,10 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args)
         if args.command == "probe":
-            from mmssl.pretrain import probe_run
-
-            print(json.dumps(probe_run(args.run, args.probe, device=args.device)))
-            return 0
+            return _probe(args)
         return _pretrain(args)
     except Interrupted as err:
         print(f"mmssl: {_one_line(err)}", file=sys.stderr)

@@ -210,21 +210,40 @@ def pretrain(
         results["probe"] = run_probe(method, data.probe, probe, device=trainer.device, seed=seed)
         results["probe_seconds"] = round(time.perf_counter() - t0, 2)
         if cfg.get("baseline", True):
-            torch.manual_seed(seed)
-            fresh = cls.build(data, **cfg["method_options"]).to(trainer.device)
-            results["random_init"] = run_probe(
-                fresh, data.probe, probe, device=trainer.device, seed=seed
+            results.update(
+                random_init_baseline(cfg, data, results["probe"], probe, device=trainer.device)
             )
-            fresh_eval = fresh.evaluate(data)
-            if fresh_eval:
-                results["random_init"]["eval"] = fresh_eval
-            gain = paired_gain(results["probe"], results["random_init"])
-            if gain is not None:
-                results["vs_random_init"] = gain
     tmp = out / ".results.json.tmp"
     tmp.write_text(json.dumps(_jsonable(results), indent=2))
     os.replace(tmp, out / "results.json")
     return results
+
+
+def random_init_baseline(
+    cfg: dict[str, Any],
+    data: DataBundle,
+    scores: dict[str, Any],
+    protocol: str | None,
+    *,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Probe the run's encoder at random init (built from the run's seed and method options)
+    with ``protocol``; returns ``random_init`` and, where ``scores`` kept per-fold accuracies,
+    ``vs_random_init`` (the paired comparison of :func:`~mmssl.core.evaluate.paired_gain`)."""
+    seed = cfg["seed"]
+    torch.manual_seed(seed)
+    cls = registry.get(cfg["modality"], cfg["method"])
+    fresh = cls.build(data, **cfg["method_options"]).to(device)
+    out: dict[str, Any] = {
+        "random_init": run_probe(fresh, data.probe, protocol, device=device, seed=seed)
+    }
+    fresh_eval = fresh.evaluate(data)
+    if fresh_eval:
+        out["random_init"]["eval"] = fresh_eval
+    gain = paired_gain(scores, out["random_init"])
+    if gain is not None:
+        out["vs_random_init"] = gain
+    return out
 
 
 def load_run(run_dir: str | Path) -> tuple[Method, DataBundle, dict[str, Any]]:
@@ -247,11 +266,17 @@ def load_run(run_dir: str | Path) -> tuple[Method, DataBundle, dict[str, Any]]:
 
 
 def probe_run(
-    run_dir: str | Path, protocol: str | None = None, *, device: str | None = None
+    run_dir: str | Path,
+    protocol: str | None = None,
+    *,
+    device: str | None = None,
+    baseline: bool = False,
 ) -> dict[str, Any]:
     """Probe the encoder of a finished (or interrupted) run again, with any protocol.
 
     Rebuilds the method from the run's ``config.yaml`` and loads ``checkpoints/latest.pt``.
+    Returns the protocol's scores; with ``baseline``, ``{"probe": scores, "random_init": ...,
+    "vs_random_init": ...}`` as in ``results.json``.
     """
     method, data, cfg = load_run(run_dir)
     if data.probe is None:
@@ -260,4 +285,7 @@ def probe_run(
             "probe a run pretrained on labelled data"
         )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return run_probe(method.to(dev), data.probe, protocol, device=dev, seed=cfg["seed"])
+    scores = run_probe(method.to(dev), data.probe, protocol, device=dev, seed=cfg["seed"])
+    if not baseline:
+        return scores
+    return {"probe": scores, **random_init_baseline(cfg, data, scores, protocol, device=dev)}

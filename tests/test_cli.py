@@ -86,6 +86,14 @@ def test_pretrain_writes_the_run_folder_and_resumes(tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["epochs"] == 6
     assert main(["probe", str(out)]) == 0
     assert "linear" in capsys.readouterr().out
+    # probing again with --baseline scores random init as the run did, fold by fold under CV
+    assert main(["probe", str(out), "--baseline"]) == 0
+    again = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert again["random_init"]["linear"] == pytest.approx(res["random_init"]["linear"])
+    assert main(["probe", str(out), "--baseline", "--probe", "logreg-cv"]) == 0
+    printed = capsys.readouterr().out
+    gain = json.loads(printed.splitlines()[0])["vs_random_init"]
+    assert len(gain["fold_gains"]) == gain["folds"] and "against random init" in printed
 
 
 @pytest.mark.parametrize(
