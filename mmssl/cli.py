@@ -167,6 +167,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--device", help="cpu, cuda or cuda:N")
     pr.add_argument(
+        "--data",
+        help="probe on this labelled dataset instead of the run's own (same modality; a text "
+        "run keeps its tokenizer), e.g. subj, trec or sst2 for a run pretrained with --data mr",
+    )
+    pr.add_argument(
         "--baseline",
         action="store_true",
         help="also probe the same encoder at random init and compare the two fold by fold",
@@ -335,7 +340,9 @@ def _print_gain(results: dict[str, Any]) -> None:
 def _probe(args: argparse.Namespace) -> int:
     from mmssl.pretrain import probe_run
 
-    results = probe_run(args.run, args.probe, device=args.device, baseline=args.baseline)
+    results = probe_run(
+        args.run, args.probe, device=args.device, baseline=args.baseline, data_name=args.data
+    )
     print(json.dumps(results))
     _print_gain(results)
     return 0

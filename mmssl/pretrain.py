@@ -246,9 +246,14 @@ def random_init_baseline(
     return out
 
 
-def load_run(run_dir: str | Path) -> tuple[Method, DataBundle, dict[str, Any]]:
+def load_run(
+    run_dir: str | Path, data_name: str | None = None
+) -> tuple[Method, DataBundle, dict[str, Any]]:
     """Rebuild a run's method from its ``config.yaml`` with ``checkpoints/latest.pt`` loaded,
-    and its data; returns ``(method, data, config)``."""
+    and its data; returns ``(method, data, config)``.
+
+    ``data_name`` replaces the run's dataset (the data options stay), to probe its encoder on
+    another labelled dataset of the same modality; a text run keeps its own tokenizer."""
     run = Path(run_dir)
     cfg_path, ckpt = run / "config.yaml", run / "checkpoints" / "latest.pt"
     if not cfg_path.is_file() or not ckpt.is_file():
@@ -256,9 +261,12 @@ def load_run(run_dir: str | Path) -> tuple[Method, DataBundle, dict[str, Any]]:
             f"{run} is not a run folder (needs config.yaml and checkpoints/latest.pt)"
         )
     cfg = yaml.safe_load(cfg_path.read_text())
-    data = load_data(
-        cfg["modality"], cfg["data"], cfg["data_root"], seed=cfg["seed"], **cfg["data_options"]
-    )
+    options = dict(cfg["data_options"])
+    if data_name is not None:
+        cfg["data"] = data_name
+        if cfg["modality"] == "text" and (run / "encoder" / "tokenizer.json").is_file():
+            options.setdefault("tokenizer", str(run / "encoder"))
+    data = load_data(cfg["modality"], cfg["data"], cfg["data_root"], seed=cfg["seed"], **options)
     torch.manual_seed(cfg["seed"])
     method = registry.get(cfg["modality"], cfg["method"]).build(data, **cfg["method_options"])
     method.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["method"])
@@ -271,14 +279,16 @@ def probe_run(
     *,
     device: str | None = None,
     baseline: bool = False,
+    data_name: str | None = None,
 ) -> dict[str, Any]:
-    """Probe the encoder of a finished (or interrupted) run again, with any protocol.
+    """Probe the encoder of a finished (or interrupted) run again, with any protocol, on its
+    own dataset or on ``data_name`` (see :func:`load_run`).
 
     Rebuilds the method from the run's ``config.yaml`` and loads ``checkpoints/latest.pt``.
     Returns the protocol's scores; with ``baseline``, ``{"probe": scores, "random_init": ...,
     "vs_random_init": ...}`` as in ``results.json``.
     """
-    method, data, cfg = load_run(run_dir)
+    method, data, cfg = load_run(run_dir, data_name)
     if data.probe is None:
         raise DataError(
             f"run {run_dir}: its dataset {data.name!r} has no labels to probe; "

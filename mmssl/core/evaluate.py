@@ -235,7 +235,10 @@ def paired_gain(probe: dict[str, Any], baseline: dict[str, Any]) -> dict[str, An
         d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
         k = len(d)
         var = d.var(ddof=1) * (1.0 / k + 1.0 / (k - 1))
-        t = float(d.mean() / np.sqrt(var)) if var > 0 else float(np.sign(d.mean()) * np.inf)
+        if var > 0:
+            t = float(d.mean() / np.sqrt(var))
+        else:  # every fold gained the same: certain, or no difference at all
+            t = float(np.sign(d.mean()) * np.inf) if d.mean() != 0 else 0.0
         return {
             "metric": f"{protocol}.acc",
             "gain": float(d.mean()),

@@ -94,6 +94,10 @@ def test_paired_gain_compares_two_encoders_on_the_same_folds():
     # the other way round: the same gain negated, and no evidence of a positive one
     assert paired_gain(noisy, good)["gain"] == pytest.approx(-gain["gain"])
     assert paired_gain(noisy, good)["p"] > 0.5
+    # identical encoders: no gain and no evidence either way (not NaN)
+    same = {"logreg-cv": {"fold_acc": [0.7, 0.8, 0.75]}}
+    tie = paired_gain(same, same)
+    assert tie["gain"] == 0.0 and tie["t"] == 0.0 and tie["p"] == pytest.approx(0.5)
     # the other protocols have no folds to pair
     assert paired_gain({"knn": {"top1": 0.9}}, {"knn": {"top1": 0.5}}) is None
 
