@@ -322,18 +322,33 @@ def _pretrain(args: argparse.Namespace) -> int:
     )
     for key in ("eval", "probe", "random_init"):
         if results.get(key):
-            print(f"{key}: {json.dumps(results[key])}")
+            print(f"{key}: {json.dumps(_brief(results[key]))}")
     _print_gain(results)
     return 0
 
 
+def _brief(scores: dict[str, Any]) -> dict[str, Any]:
+    """Probe scores without the per-example correctness string (kept in results.json)."""
+    return {
+        k: _brief(v) if isinstance(v, dict) else v for k, v in scores.items() if k != "test_correct"
+    }
+
+
 def _print_gain(results: dict[str, Any]) -> None:
     gain = results.get("vs_random_init")
-    if gain:
+    if not gain:
+        return
+    head = f"against random init ({gain['metric']}): {100 * gain['gain']:+.2f} points, "
+    if "folds" in gain:
         print(
-            f"against random init ({gain['metric']}): {100 * gain['gain']:+.2f} points, better on "
-            f"{gain['folds_better']} of {gain['folds']} folds (corrected paired t {gain['t']:.2f}, "
-            f"one-sided p {gain['p']:.3f})"
+            head + f"better on {gain['folds_better']} of {gain['folds']} folds (corrected "
+            f"paired t {gain['t']:.2f}, one-sided p {gain['p']:.3f})"
+        )
+    else:
+        print(
+            head + f"right where random init was wrong on {gain['better']} and the reverse on "
+            f"{gain['worse']} of {gain['examples']} test examples (exact McNemar, one-sided "
+            f"p {gain['p']:.3f})"
         )
 
 
@@ -343,7 +358,7 @@ def _probe(args: argparse.Namespace) -> int:
     results = probe_run(
         args.run, args.probe, device=args.device, baseline=args.baseline, data_name=args.data
     )
-    print(json.dumps(results))
+    print(json.dumps(_brief(results)))
     _print_gain(results)
     return 0
 

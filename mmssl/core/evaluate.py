@@ -123,7 +123,9 @@ def linear_probe(
     features: together with ``lr=0.01`` that is DGI's node-classification protocol.
     ``l2_normalize=True`` scales every feature vector to unit length first (GRACE's protocol).
 
-    Returns ``{"val_acc", "test_acc", "epochs"}``.
+    Returns ``{"val_acc", "test_acc", "epochs", "test_correct"}``; ``test_correct`` is one
+    character per test example, ``"1"`` where the prediction was right, so that two encoders
+    probed on the same split can be compared example by example (:func:`paired_gain`).
     """
     (xtr, ytr), (xte, yte) = train, test
     _labels_ok(ytr, yte)
@@ -173,7 +175,14 @@ def linear_probe(
                 break
     if best_state is not None:
         clf.load_state_dict(best_state)
-    return {"val_acc": acc(xva, yva), "test_acc": acc(xte, yte), "epochs": best_epoch}
+    with torch.no_grad():
+        right = (clf(xte).argmax(1) == yte).cpu().tolist()
+    return {
+        "val_acc": acc(xva, yva),
+        "test_acc": sum(right) / len(right),
+        "epochs": best_epoch,
+        "test_correct": "".join("1" if r else "0" for r in right),
+    }
 
 
 def _cv(
@@ -216,38 +225,59 @@ def _cv(
 
 def paired_gain(probe: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any] | None:
     r"""The gain of ``probe`` over ``baseline`` (two :func:`run_probe` results with the same
-    seed) fold by fold, for the cross-validated protocols; ``None`` for the others.
+    seed, so the same folds or the same test split), compared pairwise; ``None`` where the
+    protocol keeps nothing to pair (kNN, link prediction).
 
-    ``t`` is the paired t statistic with Nadeau and Bengio's correction for k-fold
-    cross-validation (Machine Learning 52, 2003): the folds' training sets overlap, so the
-    variance of the mean difference is :math:`(1/k + 1/(k-1))\,s^2` rather than :math:`s^2/k`.
-    ``p`` is its one-sided p-value (Student's t, :math:`k-1` degrees of freedom) for "the gain
-    is positive".
+    - Cross-validated protocols (``fold_acc``), fold by fold: ``t`` is the paired t statistic
+      with Nadeau and Bengio's correction for k-fold cross-validation (Machine Learning 52,
+      2003): the folds' training sets overlap, so the variance of the mean difference is
+      :math:`(1/k + 1/(k-1))\,s^2` rather than :math:`s^2/k`. ``p`` is its one-sided p-value
+      (Student's t, :math:`k-1` degrees of freedom) for "the gain is positive".
+    - A given test split (``test_correct``), example by example: the exact McNemar test.
+      ``better`` counts the examples only ``probe`` got right, ``worse`` those only
+      ``baseline`` got right; ``p`` is the one-sided binomial p-value of ``better`` among
+      ``better + worse`` discordant examples at one half.
     """
+    from scipy.stats import binom
     from scipy.stats import t as student_t
 
     for protocol, res in probe.items():
         base = baseline.get(protocol)
-        a = res.get("fold_acc") if isinstance(res, dict) else None
-        b = base.get("fold_acc") if isinstance(base, dict) else None
-        if not a or not b or len(a) != len(b) or len(a) < 2:
+        if not isinstance(res, dict) or not isinstance(base, dict):
             continue
-        d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-        k = len(d)
-        var = d.var(ddof=1) * (1.0 / k + 1.0 / (k - 1))
-        if var > 0:
-            t = float(d.mean() / np.sqrt(var))
-        else:  # every fold gained the same: certain, or no difference at all
-            t = float(np.sign(d.mean()) * np.inf) if d.mean() != 0 else 0.0
-        return {
-            "metric": f"{protocol}.acc",
-            "gain": float(d.mean()),
-            "fold_gains": d.tolist(),
-            "folds_better": int((d > 0).sum()),
-            "folds": k,
-            "t": t,
-            "p": float(student_t.sf(t, k - 1)),
-        }
+        a, b = res.get("fold_acc"), base.get("fold_acc")
+        if a and b and len(a) == len(b) >= 2:
+            d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+            k = len(d)
+            var = d.var(ddof=1) * (1.0 / k + 1.0 / (k - 1))
+            if var > 0:
+                t = float(d.mean() / np.sqrt(var))
+            else:  # every fold gained the same: certain, or no difference at all
+                t = float(np.sign(d.mean()) * np.inf) if d.mean() != 0 else 0.0
+            return {
+                "metric": f"{protocol}.acc",
+                "test": "corrected paired t",
+                "gain": float(d.mean()),
+                "fold_gains": d.tolist(),
+                "folds_better": int((d > 0).sum()),
+                "folds": k,
+                "t": t,
+                "p": float(student_t.sf(t, k - 1)),
+            }
+        a, b = res.get("test_correct"), base.get("test_correct")
+        if a and b and len(a) == len(b):
+            better = sum(x == "1" and y == "0" for x, y in zip(a, b, strict=True))
+            worse = sum(x == "0" and y == "1" for x, y in zip(a, b, strict=True))
+            n = better + worse
+            return {
+                "metric": f"{protocol}.test_acc",
+                "test": "exact McNemar",
+                "gain": (better - worse) / len(a),
+                "better": better,
+                "worse": worse,
+                "examples": len(a),
+                "p": float(binom.sf(better - 1, n, 0.5)) if n else 0.5,
+            }
     return None
 
 

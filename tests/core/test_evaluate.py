@@ -61,6 +61,8 @@ def test_linear_probe_separates_blobs_and_not_noise():
     (xtr, ytr), (xte, yte) = blobs(300, 0), blobs(300, 0)
     res = linear_probe((xtr, ytr), (xte, yte), epochs=100)
     assert res["test_acc"] > 0.95
+    right = res["test_correct"]  # one character per test example
+    assert len(right) == 300 and right.count("1") / 300 == pytest.approx(res["test_acc"])
     noise = torch.randn(300, 10)
     res = linear_probe((noise, ytr), (torch.randn(300, 10), yte), epochs=100)
     assert res["test_acc"] < 0.6
@@ -98,6 +100,13 @@ def test_paired_gain_compares_two_encoders_on_the_same_folds():
     same = {"logreg-cv": {"fold_acc": [0.7, 0.8, 0.75]}}
     tie = paired_gain(same, same)
     assert tie["gain"] == 0.0 and tie["t"] == 0.0 and tie["p"] == pytest.approx(0.5)
+    # a given test split pairs example by example (exact McNemar)
+    a = {"linear": {"test_acc": 0.8, "test_correct": "1111111101"}}
+    b = {"linear": {"test_acc": 0.5, "test_correct": "1100001111"}}
+    mc = paired_gain(a, b)
+    assert (mc["better"], mc["worse"], mc["examples"]) == (4, 1, 10)
+    assert mc["gain"] == pytest.approx(0.3) and mc["p"] == pytest.approx(6 / 32)
+    assert paired_gain(b, a)["p"] == pytest.approx(31 / 32)
     # the other protocols have no folds to pair
     assert paired_gain({"knn": {"top1": 0.9}}, {"knn": {"top1": 0.5}}) is None
 
