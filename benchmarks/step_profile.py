@@ -9,8 +9,10 @@ CIFAR-10 (or ``--data digits``) and prints, per step:
 * the full trainer step, and its parts timed alone: the batch's fetch and copy to the device,
   the on-device augmentation, the method's forward and backward, the optimizer step;
 * the model's FLOPs per image (``torch.utils.flop_counter``, both views, forward and backward)
-  and the rate the full step achieves, next to the rate of a large square matrix product at
-  the same precision on the same device (the practical peak the step is compared with);
+  and the rate the full step achieves, next to the rates of a large square matrix product and
+  of a 128-channel 3x3 convolution's forward and backward at the same precision and layout on
+  the same device (the convolution's is the closer limit for a ResNet: on a CPU with AVX-512
+  BF16 it is above the matrix product's);
 * a ``torch.profiler`` run: the ops that take the step's time (on CUDA also the kernel
   launches per step and the time the GPU is busy with kernels; ``--table`` writes the full
   tables);
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import Mmssl  # noqa: E402  (the harness: mmssl's trainer driven n steps at a time)
@@ -74,12 +77,33 @@ def flops_per_image(method: SimCLR, views: Any) -> float:
 
 def matmul_tflops(timed: Any, dev: torch.device, precision: str, n: int, reps: int = 5) -> float:
     """TFLOP/s of an ``n x n`` by ``n x n`` product in ``precision`` on ``dev`` (``timed(fn, k)``:
-    seconds per call over ``k`` calls): the rate the device's matrix units sustain, the
-    practical ceiling for a convolution-bound step."""
+    seconds per call over ``k`` calls): the rate the device's matrix units sustain. Not a
+    ceiling for convolutions: on a CPU with AVX-512 BF16, oneDNN's convolutions beat it."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a, b = (torch.randn(n, n, device=dev, dtype=dtype) for _ in range(2))
     a @ b  # warmup
     return 2 * n**3 / timed(lambda: a @ b, reps) / 1e12
+
+
+def conv_tflops(
+    timed: Any, dev: torch.device, precision: str, channels_last: bool, batch: int, reps: int = 3
+) -> float:
+    """TFLOP/s of ResNet-18's typical work: a 128-channel 3x3 convolution over a ``batch x 128 x
+    16 x 16`` input, forward and backward (input and weight gradients), in ``precision`` and
+    the step's memory layout."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = nn.Conv2d(128, 128, 3, padding=1, bias=False).to(dev, dtype, memory_format=fmt)
+    x = torch.randn(batch, 128, 16, 16, device=dev, dtype=dtype).to(memory_format=fmt)
+    x.requires_grad_(True)
+    grad = torch.randn_like(x)
+
+    def once() -> None:
+        conv(x).backward(grad)
+
+    once()  # warmup
+    flops = 3 * 2 * batch * 16 * 16 * 128 * 128 * 9  # forward, input and weight gradients
+    return flops / timed(once, reps) / 1e12
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -132,6 +156,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         timed, dev, args.precision, 8192 if dev.type == "cuda" else 2048
     )
     r["peak_fraction"] = r["tflops_in_step"] / r["matmul_tflops"]
+    channels_last = args.channels_last if args.channels_last is not None else dev.type == "cuda"
+    r["conv_tflops"] = conv_tflops(timed, dev, args.precision, channels_last, batch)
+    r["conv_fraction"] = r["tflops_in_step"] / r["conv_tflops"]
     print(
         f"{args.encoder}, batch {batch}, {args.precision}, {dev}: full trainer step "
         f"{r['step_ms']:.2f} ms = {r['images_per_s']:.0f} images/s\n"
@@ -140,7 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"(step efficiency {r['step_efficiency']:.2f})\n"
         f"  model: {r['gflop_per_image']:.2f} GFLOP per image (both views, fwd+bwd); the full "
         f"step runs {r['tflops_in_step']:.3f} TFLOP/s = {100 * r['peak_fraction']:.0f}% of a "
-        f"{args.precision} matrix product's {r['matmul_tflops']:.3f} TFLOP/s on this device"
+        f"{args.precision} matrix product's {r['matmul_tflops']:.3f} TFLOP/s on this device, "
+        f"{100 * r['conv_fraction']:.0f}% of a 128-channel 3x3 convolution's forward and "
+        f"backward ({r['conv_tflops']:.3f} TFLOP/s)"
     )
     from torch.profiler import ProfilerActivity, profile
 

@@ -277,7 +277,8 @@ def vision_pair(args: Any, scale: float = 1.0, folder: Path | None = None) -> tu
 def _cfg(args: Any, **kw: Any) -> TrainConfig:
     return TrainConfig(
         epochs=1, schedule="constant", precision=args.precision, device=args.device.type,
-        progress=False, log_every=10**9, channels_last=args.channels_last, **kw,
+        progress=False, log_every=10**9, channels_last=args.channels_last,
+        compile=args.compile, **kw,
     )  # fmt: skip
 
 
@@ -511,6 +512,7 @@ def report(task: str, r: dict[str, Any], args: Any) -> None:
     print(
         f"\n== {task}: {args.precision}, {args.device}, {args.rounds} rounds x {args.steps} steps"
         + (f", mmssl channels_last={args.channels_last}" if args.channels_last is not None else "")
+        + (", mmssl under torch.compile" if args.compile else "")
     )
     for side in ("ref", "mmssl"):
         s = r[side]
@@ -567,6 +569,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="mmssl's TrainConfig.channels_last (default: the library's, on with CUDA only)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="mmssl's TrainConfig.compile (torch.compile; the reference stays eager, as its "
+        "recipe runs)",
     )
     args = p.parse_args(argv)
     args.device, args.data_root = torch.device(args.device), Path(args.data_root).expanduser()

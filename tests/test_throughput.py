@@ -83,4 +83,5 @@ def test_step_profile_times_every_part_of_the_step(monkeypatch, load_benchmark):
     # the step's rate is set against a square matrix product's at the same precision
     assert r["matmul_tflops"] > 0
     assert r["peak_fraction"] == pytest.approx(r["tflops_in_step"] / r["matmul_tflops"])
+    assert r["conv_fraction"] == pytest.approx(r["tflops_in_step"] / r["conv_tflops"])
     assert r["images_per_s"] == pytest.approx(32 / (r["step_ms"] / 1e3))
