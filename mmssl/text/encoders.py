@@ -77,6 +77,30 @@ def bert(
     return BertModel(cfg, add_pooling_layer=False)
 
 
+def pretrained(name_or_path: str | Path, vocab_size: int) -> nn.Module:
+    """A pretrained encoder to continue from (SimCSE starts from BERT): a folder written by
+    ``save_pretrained`` (an mmssl run's ``encoder/``) or a Hub name when online, loaded with
+    ``transformers.AutoModel``. Its vocabulary must be the data's: pretrain with its tokenizer
+    (``--data-opt tokenizer=`` the same folder or name)."""
+    from transformers import AutoModel
+
+    try:
+        model = AutoModel.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(
+            f"pretrained encoder {name_or_path}: cannot load it ({reason}); give a folder "
+            "written by save_pretrained (a run's encoder/) or a Hub model name when online"
+        ) from err
+    if model.config.vocab_size != vocab_size:
+        raise ValueError(
+            f"pretrained encoder {name_or_path}: its vocabulary has {model.config.vocab_size} "
+            f"tokens and the data's tokenizer {vocab_size}; tokenize with the encoder's own: "
+            f"--data-opt tokenizer={name_or_path}"
+        )
+    return model
+
+
 def _shape(size: str, head_dim: int, ffn_ratio: int, width: float = 1.0) -> dict[str, int]:
     """Layers, width, heads and feed-forward width of a named size (``width`` scales the last three)."""
     if size not in SIZES:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import torch
 
 from mmssl.core import registry
@@ -53,3 +56,18 @@ def test_one_sentence_per_row_by_default():
     packed = resolve_config("text", "simcse", data_options={"pack": True})
     assert packed["data_options"]["pack"] is True  # the user's setting wins
     assert "pack" not in resolve_config("text", "mlm")["data_options"]
+
+
+def test_continues_from_a_pretrained_encoder(pydoc_bundle, tmp_path):
+    start = SimCSE.build(pydoc_bundle, size="tiny", seed=3).eval()
+    start.encoder.save_pretrained(tmp_path / "encoder")
+    again = SimCSE.build(pydoc_bundle, pretrained=str(tmp_path / "encoder")).eval()
+    batch = next(iter(pydoc_bundle.train))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    assert torch.allclose(again.embed(inputs), start.embed(inputs), atol=1e-6)
+    # a vocabulary that is not the data's, or a folder that holds no encoder: one clear error
+    other = dict(pydoc_bundle.info, vocab_size=pydoc_bundle.info["vocab_size"] + 1)
+    with pytest.raises(ValueError, match="--data-opt tokenizer="):
+        SimCSE.build(replace(pydoc_bundle, info=other), pretrained=str(tmp_path / "encoder"))
+    with pytest.raises(OSError, match="save_pretrained"):
+        SimCSE.build(pydoc_bundle, pretrained=str(tmp_path / "nothing-here"))

@@ -25,6 +25,7 @@ from mmssl.core.method import Method
 from mmssl.core.objectives.contrastive import info_nce
 from mmssl.core.registry import register
 from mmssl.text.encoders import TextEncoder, bert
+from mmssl.text.encoders import pretrained as load_pretrained
 
 
 @register("simcse", modality="text")
@@ -85,18 +86,27 @@ class SimCSE(Method):
         temperature: float = 0.05,
         mlp: bool = True,
         seed: int = 0,
+        pretrained: str | None = None,
         **bert_kw: Any,
     ) -> SimCSE:
         """A ``size`` BERT sized from ``data.info``; ``bert_kw`` go to
-        :func:`~mmssl.text.encoders.bert` (``dropout=0.1`` makes the views)."""
+        :func:`~mmssl.text.encoders.bert` (``dropout=0.1`` makes the views).
+
+        ``pretrained``: continue from this encoder instead, as the paper does from BERT (a
+        run's ``encoder/`` folder or a Hub name; see :func:`~mmssl.text.encoders.pretrained`).
+        The run's "random init" baseline is then that starting encoder; the paper fine-tunes
+        at ``--lr 3e-5``."""
         info = data.info
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = bert(
-                info["vocab_size"],
-                size,
-                max_length=info["max_length"],
-                pad_token_id=info["pad_token_id"],
-                **bert_kw,
-            )
+            if pretrained is not None:
+                model = load_pretrained(pretrained, info["vocab_size"])
+            else:
+                model = bert(
+                    info["vocab_size"],
+                    size,
+                    max_length=info["max_length"],
+                    pad_token_id=info["pad_token_id"],
+                    **bert_kw,
+                )
             return cls(TextEncoder(model), temperature=temperature, mlp=mlp)
