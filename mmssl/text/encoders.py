@@ -85,7 +85,10 @@ def pretrained(name_or_path: str | Path, vocab_size: int) -> nn.Module:
     from transformers import AutoModel
 
     try:
-        model = AutoModel.from_pretrained(str(name_or_path))
+        try:  # mmssl's encoders have no pooler (BERT, ALBERT): do not add an untrained one
+            model = AutoModel.from_pretrained(str(name_or_path), add_pooling_layer=False)
+        except TypeError:  # a model class without a pooler to leave out
+            model = AutoModel.from_pretrained(str(name_or_path))
     except (OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise OSError(

@@ -65,6 +65,7 @@ def test_continues_from_a_pretrained_encoder(pydoc_bundle, tmp_path):
     batch = next(iter(pydoc_bundle.train))
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     assert torch.allclose(again.embed(inputs), start.embed(inputs), atol=1e-6)
+    assert again.encoder.model.pooler is None  # no untrained pooler added on loading
     # a vocabulary that is not the data's, or a folder that holds no encoder: one clear error
     other = dict(pydoc_bundle.info, vocab_size=pydoc_bundle.info["vocab_size"] + 1)
     with pytest.raises(ValueError, match="--data-opt tokenizer="):
