@@ -174,7 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--baseline",
         action="store_true",
-        help="also probe the same encoder at random init and compare the two fold by fold",
+        help="also probe the same encoder at random init and compare the two fold by fold "
+        "(cross-validated probes) or test example by test example (a given split)",
     )
 
     ls = sub.add_parser(

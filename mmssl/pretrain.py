@@ -228,8 +228,9 @@ def random_init_baseline(
     device: torch.device,
 ) -> dict[str, Any]:
     """Probe the run's encoder at random init (built from the run's seed and method options)
-    with ``protocol``; returns ``random_init`` and, where ``scores`` kept per-fold accuracies,
-    ``vs_random_init`` (the paired comparison of :func:`~mmssl.core.evaluate.paired_gain`)."""
+    with ``protocol``; returns ``random_init`` and, where ``scores`` can be paired (per-fold
+    accuracies or per-example test results), ``vs_random_init`` (see
+    :func:`~mmssl.core.evaluate.paired_gain`)."""
     seed = cfg["seed"]
     torch.manual_seed(seed)
     cls = registry.get(cfg["modality"], cfg["method"])
@@ -269,7 +270,15 @@ def load_run(
     data = load_data(cfg["modality"], cfg["data"], cfg["data_root"], seed=cfg["seed"], **options)
     torch.manual_seed(cfg["seed"])
     method = registry.get(cfg["modality"], cfg["method"]).build(data, **cfg["method_options"])
-    method.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["method"])
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["method"]
+    try:
+        method.load_state_dict(state)
+    except RuntimeError as err:  # another dataset's shapes (features, channels, vocabulary)
+        reason = str(err).strip().splitlines()[-1].strip()
+        raise ValueError(
+            f"run {run}: its checkpoint does not fit the method built for data "
+            f"{cfg['data']!r} ({reason}); probe on data shaped like the run's own"
+        ) from err
     return method, data, cfg
 
 

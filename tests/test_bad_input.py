@@ -293,3 +293,14 @@ def test_bad_flags_on_resume_leave_the_run_untouched(tmp_path, capsys):
     fails(_graph_run(tmp_path), capsys, "--resume")  # a second run must not overwrite it
     after = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
     assert after == before
+
+
+def test_probe_on_data_shaped_unlike_the_run(tmp_path, capsys):
+    # a run on KarateClub (34 one-hot features) probed on an edge list with other features:
+    # one line naming the run and the data, not a state-dict traceback
+    edges = tmp_path / "edges.txt"
+    edges.write_text("0 1\n1 2\n2 3\n3 0\n")
+    out = tmp_path / "r"
+    args = ["pretrain", "graph", "--method", "dgi", "--out", str(out), *FAST, "--epochs", "1"]
+    assert main([*args, "--probe", "none"]) == 0
+    fails(["probe", str(out), "--data", str(edges)], capsys, str(out), "does not fit", str(edges))
