@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         timed, dev, args.precision, 8192 if dev.type == "cuda" else 2048
     )
     r["peak_fraction"] = r["tflops_in_step"] / r["matmul_tflops"]
-    channels_last = args.channels_last if args.channels_last is not None else dev.type == "cuda"
-    r["conv_tflops"] = conv_tflops(timed, dev, args.precision, channels_last, batch)
+    r["conv_tflops"] = conv_tflops(timed, dev, args.precision, tr.channels_last, batch)
     r["conv_fraction"] = r["tflops_in_step"] / r["conv_tflops"]
     print(
         f"{args.encoder}, batch {batch}, {args.precision}, {dev}: full trainer step "
