@@ -72,3 +72,24 @@ def test_continues_from_a_pretrained_encoder(pydoc_bundle, tmp_path):
         SimCSE.build(replace(pydoc_bundle, info=other), pretrained=str(tmp_path / "encoder"))
     with pytest.raises(OSError, match="save_pretrained"):
         SimCSE.build(pydoc_bundle, pretrained=str(tmp_path / "nothing-here"))
+
+
+def test_auxiliary_masked_lm(pydoc_bundle):
+    """``mlm_weight`` adds the paper's auxiliary masked LM on a third, masked copy of the batch."""
+    torch.manual_seed(0)
+    m = SimCSE.build(pydoc_bundle, size="tiny", mlm_weight=0.1)
+    batch = next(iter(pydoc_bundle.train))
+    aug = m.augment(batch)
+    picked = aug["mlm_labels"] != -100
+    assert picked.any() and not (picked & batch["special_tokens_mask"].bool()).any()
+    assert torch.equal(aug["mlm_labels"][picked], batch["input_ids"][picked])
+    assert torch.equal(aug["input_ids"], batch["input_ids"])  # the contrastive views stay whole
+    out = m(aug)
+    assert torch.isclose(out["loss"], out["contrastive_loss"] + 0.1 * out["mlm_loss"], atol=1e-5)
+    out["loss"].backward()
+    assert m.mlm_head.decoder.weight.grad.abs().sum() > 0
+    # off by default: no head, no extra keys, the loss is the contrastive one alone
+    plain = SimCSE.build(pydoc_bundle, size="tiny")
+    assert plain.mlm_head is None and plain.augment(batch) is batch
+    with pytest.raises(ValueError, match="mlm_weight"):
+        SimCSE.build(pydoc_bundle, size="tiny", mlm_weight=-1.0)
