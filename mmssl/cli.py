@@ -339,7 +339,8 @@ def _print_gain(results: dict[str, Any]) -> None:
     gain = results.get("vs_random_init")
     if not gain:
         return
-    head = f"against random init ({gain['metric']}): {100 * gain['gain']:+.2f} points, "
+    base = results.get("baseline_encoder", "random init")
+    head = f"against {base} ({gain['metric']}): {100 * gain['gain']:+.2f} points, "
     if "folds" in gain:
         print(
             head + f"better on {gain['folds_better']} of {gain['folds']} folds (corrected "
@@ -347,7 +348,7 @@ def _print_gain(results: dict[str, Any]) -> None:
         )
     else:
         print(
-            head + f"right where random init was wrong on {gain['better']} and the reverse on "
+            head + f"right where the baseline was wrong on {gain['better']} and the reverse on "
             f"{gain['worse']} of {gain['examples']} test examples (exact McNemar, one-sided "
             f"p {gain['p']:.3f})"
         )

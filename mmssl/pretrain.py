@@ -230,13 +230,16 @@ def random_init_baseline(
     """Probe the run's encoder at random init (built from the run's seed and method options)
     with ``protocol``; returns ``random_init`` and, where ``scores`` can be paired (per-fold
     accuracies or per-example test results), ``vs_random_init`` (see
-    :func:`~mmssl.core.evaluate.paired_gain`)."""
+    :func:`~mmssl.core.evaluate.paired_gain`), and ``baseline_encoder``, what that encoder is: "random
+    init", or the starting encoder of a method continued from one (``pretrained=``)."""
     seed = cfg["seed"]
     torch.manual_seed(seed)
     cls = registry.get(cfg["modality"], cfg["method"])
     fresh = cls.build(data, **cfg["method_options"]).to(device)
+    start = cfg["method_options"].get("pretrained")
     out: dict[str, Any] = {
-        "random_init": run_probe(fresh, data.probe, protocol, device=device, seed=seed)
+        "baseline_encoder": f"its starting encoder {start}" if start else "random init",
+        "random_init": run_probe(fresh, data.probe, protocol, device=device, seed=seed),
     }
     fresh_eval = fresh.evaluate(data)
     if fresh_eval:

@@ -98,6 +98,23 @@ def test_pretrain_writes_the_run_folder_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     gain = json.loads(printed.splitlines()[0])["vs_random_init"]
     assert len(gain["fold_gains"]) == gain["folds"] and "against random init" in printed
+    assert res["baseline_encoder"] == "random init"
+
+
+def test_gain_line_names_the_baseline(capsys):
+    """A method continued from a saved encoder is compared with that encoder, and says so."""
+    from mmssl.cli import _print_gain
+
+    gain = {"metric": "linear.test_acc", "gain": 0.012, "better": 9, "worse": 3}
+    _print_gain(
+        {
+            "baseline_encoder": "its starting encoder runs/mlm/encoder",
+            "vs_random_init": {**gain, "examples": 50, "p": 0.07},
+        }
+    )
+    line = capsys.readouterr().out
+    assert line.startswith("against its starting encoder runs/mlm/encoder (linear.test_acc): +1.20")
+    assert "random init" not in line
 
 
 @pytest.mark.parametrize(
