@@ -120,6 +120,10 @@ def save_encoder(method: Method, out: Path, data: DataBundle) -> None:
         encoder.save_pretrained(out / "encoder")
         tok = data.info.get("tokenizer")
         if tok is not None and hasattr(tok, "save_pretrained"):
+            if hasattr(tok, "backend_tokenizer"):  # no probe call's padding in tokenizer.json
+                from mmssl.text.tokenizer import unpadded
+
+                unpadded(tok)
             tok.save_pretrained(out / "encoder")
 
 

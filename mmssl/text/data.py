@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mmssl.core.data import DataBundle, DataError, ProbeData, cache_dir, did_you_mean
-from mmssl.text.tokenizer import hub_online, load_tokenizer, train_bpe, train_wordpiece
+from mmssl.text.tokenizer import hub_online, load_tokenizer, train_bpe, train_wordpiece, unpadded
 
 NAMED = {
     "brown": "nltk_data/corpora/brown",
@@ -347,8 +347,10 @@ def _tokenizer(
 
 
 def _ids(tok: Any, texts: list[str]) -> list[list[int]]:
-    """Token ids without special tokens, straight from the Rust tokenizer (no length warnings)."""
-    return [e.ids for e in tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    """Token ids without special tokens, straight from the Rust tokenizer (no length warnings),
+    neither padded nor cut (an earlier padded call leaves both set on the backend)."""
+    backend = unpadded(tok).backend_tokenizer
+    return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
 
 
 def _token_ids(tok: Any, texts: list[str], key: str) -> tuple[Tensor, Tensor]:

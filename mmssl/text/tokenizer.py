@@ -174,4 +174,16 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
         raise DataError(
             f"tokenizer {name_or_path!r} has no mask or pad token; masked language modelling needs both"
         )
+    return unpadded(tok)
+
+
+def unpadded(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    """``tok`` with no padding or truncation left on its Rust backend, returned.
+
+    A call such as ``tok(texts, padding=True, truncation=True)`` leaves both set on the
+    backend, ``save_pretrained`` writes them into ``tokenizer.json``, and a later
+    ``backend_tokenizer.encode_batch`` (the packing path) would then pad every sentence with
+    ``[PAD]`` ids. The wrapper's own calls set what they need each time, so clearing is safe."""
+    tok.backend_tokenizer.no_padding()
+    tok.backend_tokenizer.no_truncation()
     return tok

@@ -186,3 +186,28 @@ def test_movie_reviews(data_root):
     texts, labels = c.splits["all"]
     assert len(texts) == 2000 and sum(labels) == 1000
     assert all(len(d) > 1 for d in c.documents[:10])  # documents keep their sentences
+
+
+def test_a_saved_tokenizer_packs_without_padding(pydoc_bundle, tmp_path):
+    """A tokenizer saved after a padded call (as a run's ``encoder/`` was) still packs plain ids.
+
+    A padded, truncated call leaves both settings on the Rust backend and ``save_pretrained``
+    wrote them out; loading such a folder used to fill the packed rows with attended [PAD]s."""
+    tok = pydoc_bundle.info["tokenizer"]
+    tok(["one short line", "and a longer line than that one"], padding=True, truncation=True)
+    tok.save_pretrained(tmp_path)
+    again = load(None, None, batch_size=8, max_length=32, tokenizer=str(tmp_path))
+    batch = next(iter(again.train))
+    inside = batch["input_ids"][batch["attention_mask"].bool()]
+    assert not (inside == again.info["pad_token_id"]).any()
+    assert batch["special_tokens_mask"].float().mean() < 0.2  # [CLS]/[SEP] only, not padding
+    ref = next(iter(pydoc_bundle.train))
+    assert batch["input_ids"].shape == ref["input_ids"].shape
+    # a run saves its encoder/ folder's tokenizer without them, whatever the probe calls set
+    from mmssl.pretrain import save_encoder
+    from mmssl.text.methods.mlm import MLM
+
+    (tmp_path / "run").mkdir()
+    save_encoder(MLM.build(again, size="tiny"), tmp_path / "run", again)
+    state = json.loads((tmp_path / "run" / "encoder" / "tokenizer.json").read_text())
+    assert state["padding"] is None and state["truncation"] is None
