@@ -115,9 +115,7 @@ class SimCSE(Method):
         with torch.no_grad():
             cos = torch.nn.functional.cosine_similarity(z1, z2).mean()
         out = {"positive_cosine": cos}
-        if self.mlm_head is not None:
-            if "mlm_labels" not in batch:
-                batch = self.augment(batch)
+        if self.mlm_head is not None:  # augment made the masked copy
             h = self.encoder.token_states(batch["mlm_input_ids"], att)  # (B, T, D)
             picked = batch["mlm_labels"] != IGNORE_INDEX
             targets = batch["mlm_labels"][picked]
